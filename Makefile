@@ -1,0 +1,24 @@
+# `make demo`: set up .venv if needed, then run the whole pipeline on the quick setting.
+# `make test`: set up .venv if needed, then run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench clean-venv
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) example_compressed_training.py --mode all --quick
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench.py
+
+clean-venv:
+	rm -rf $(VENV)

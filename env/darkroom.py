@@ -1,0 +1,88 @@
+"""Dark Room dynamics, goals, the train/test split and the oracle return.
+
+The agent starts at the centre of a ``grid_size`` x ``grid_size`` grid and sees only its own position
+(row, col). Actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay; positions are clipped to the grid.
+The reward is 1 on every step that ends on the (invisible) goal cell. Episodes are truncated after
+``horizon`` steps and never terminate early.
+
+``step_positions`` is the single definition of the dynamics: it is written with operations that numpy
+arrays and torch tensors share, so the gymnasium env, the numpy VecEnv used by PPO and the batched
+torch env used by the evaluator cannot drift apart.
+"""
+from __future__ import annotations
+
+import random
+
+import gymnasium as gym
+import numpy as np
+
+# (d_row, d_col) for each action
+MOVES = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]], dtype=np.int64)
+N_ACTIONS = len(MOVES)
+
+
+def step_positions(pos, actions, goals, moves, grid_size: int):
+    """One step of Dark Room for a batch, on numpy arrays or torch tensors alike.
+
+    pos: (B, 2) integer positions; actions: (B,) integers in [0, 5); goals: (B, 2);
+    moves: MOVES as the same array type. Returns (new_pos (B, 2), reward (B,) in {0, 1}, same dtype as pos).
+    """
+    new_pos = (pos + moves[actions]).clip(0, grid_size - 1)
+    reward = (new_pos == goals).all(-1)
+    return new_pos, reward
+
+
+def start_position(grid_size: int) -> tuple[int, int]:
+    return grid_size // 2, grid_size // 2
+
+
+def all_goals(grid_size: int) -> np.ndarray:
+    """Goal of env index i is (i // grid_size, i % grid_size): (grid_size**2, 2) int64."""
+    idx = np.arange(grid_size * grid_size)
+    return np.stack([idx // grid_size, idx % grid_size], axis=1)
+
+
+def split_env_indices(n_envs: int, env_split_seed: int, train_env_ratio: float) -> tuple[list[int], list[int]]:
+    """Shuffle env indices with Python's ``random`` and cut: (train indices, test indices)."""
+    order = list(range(n_envs))
+    random.seed(env_split_seed)
+    random.shuffle(order)
+    n_train = round(n_envs * train_env_ratio)
+    return order[:n_train], order[n_train:]
+
+
+def oracle_return(goal, grid_size: int, horizon: int) -> int:
+    """Return of the agent that walks straight to a known goal: it is rewarded from the step it arrives."""
+    centre = start_position(grid_size)
+    distance = abs(int(goal[0]) - centre[0]) + abs(int(goal[1]) - centre[1])
+    return max(0, horizon - max(distance, 1) + 1)
+
+
+class DarkRoomEnv(gym.Env):
+    """Single Dark Room episode as a ``gymnasium.Env`` (id ``DarkRoom-v0``).
+
+    Observation: int64 array (2,) = (row, col). Reward: float 0/1. ``truncated`` after ``horizon`` steps.
+    """
+
+    metadata = {'render_modes': []}
+
+    def __init__(self, goal=(0, 0), grid_size: int = 9, horizon: int = 20):
+        self.grid_size, self.horizon = grid_size, horizon
+        self.goal = np.asarray(goal, dtype=np.int64)
+        self.observation_space = gym.spaces.Box(0, grid_size - 1, shape=(2,), dtype=np.int64)
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self._pos = np.array(start_position(grid_size), dtype=np.int64)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._pos = np.array(start_position(self.grid_size), dtype=np.int64)
+        self._t = 0
+        return self._pos.copy(), {}
+
+    def step(self, action):
+        new_pos, reward = step_positions(self._pos[None], np.array([int(action)]), self.goal[None], MOVES,
+                                         self.grid_size)
+        self._pos = new_pos[0]
+        self._t += 1
+        return self._pos.copy(), float(reward[0]), False, self._t >= self.horizon, {}

@@ -1,0 +1,206 @@
+"""Evaluate trained AD runs in context on the held-out Dark Room goals.
+
+    python evaluate.py                                  # the most recently trained run under runs/
+    python evaluate.py runs/AD-darkroom-compressed-seed0 runs/AD-darkroom-seed0
+    python evaluate.py --greedy eval_episodes=100 eval_compress_trigger=model
+
+Every test goal x ``eval_streams_per_goal`` rollouts run as one batch on one device (CUDA if present)
+for ``eval_episodes`` episodes. Writes into each run directory: eval_result.npy (n_goals * streams,
+episodes) goal-major episode returns, eval_summary.json, in_context_curve.png, and eval/return_mean
+to TensorBoard.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from dataset import goal_split, open_history
+from env import all_goals, oracle_return
+from model import build_model
+from model.rollout import InContextRollout
+from utils import (QUICK_CONFIG, Config, UserError, atomic_path, atomic_write_text, check_key, checkpoints,
+                   dataset_path, get_config, parse_overrides, pick_device, run_main)
+
+# what may change between training and evaluation; everything else is fixed by the checkpoint
+EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'device',
+             'datasets_dir', 'runs_dir'}
+
+
+def find_latest_run(runs_dir: Path) -> Path:
+    candidates = [(ckpts[-1][1].stat().st_mtime, d) for d in runs_dir.glob('*')
+                  if d.is_dir() and (d / 'config.yaml').exists() and (ckpts := checkpoints(d))]
+    if not candidates:
+        raise UserError(f"No trained run found under '{runs_dir}'. Train one first ('python train.py'), or pass "
+                        f"run directories: 'python evaluate.py runs/AD-darkroom-seed0'.")
+    return max(candidates)[1]
+
+
+def eval_config(run: Path, quick: bool, overrides: list[str]) -> Config:
+    """The run's saved config with evaluation keys from ``--quick`` and overrides applied."""
+    saved = yaml.safe_load((run / 'config.yaml').read_text())
+    config = Config()
+    for key, value in saved.items():
+        config.set(key, value, f'{run}/config.yaml')
+    if quick:
+        q = get_config(QUICK_CONFIG)
+        for key in EVAL_KEYS & set(q):
+            config.set(key, q[key], QUICK_CONFIG)
+    probe = Config()
+    parse_overrides(probe, overrides)
+    for key in probe:
+        if key not in EVAL_KEYS:
+            raise UserError(f"'{key}' is fixed by the trained run '{run}' and cannot be overridden at evaluation. "
+                            f"Evaluation accepts: {', '.join(sorted(EVAL_KEYS))}.")
+        config.set(key, check_key(key, probe[key], probe.source(key)), probe.source(key))
+    return config
+
+
+def load_run_model(run: Path, config: dict, device):
+    found = checkpoints(run)
+    if not found:
+        raise UserError(f"Run '{run}' has no checkpoint (ckpt-*.pt). Train it first: "
+                        f"'python train.py' with the same config, which resumes where it stopped.")
+    step, path = found[-1]
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        model = build_model(config).to(device)
+        model.load_state_dict(ckpt['model'])
+    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"Checkpoint '{path}' does not fit the run's config.yaml ({first}). It was written "
+                        f"with another model config; retrain the run or restore its config.yaml.") from None
+    return model.eval(), step
+
+
+def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:
+    """The PPO source's mean episode return per episode over the test goals' streams (None if no dataset)."""
+    path = dataset_path(config)
+    if not path.exists():
+        return None
+    with open_history(path) as f:
+        curves = []
+        for i in test_idx:
+            if str(i) not in f:
+                return None
+            rewards = f[str(i)]['rewards'][:]
+            T = rewards.shape[0] - rewards.shape[0] % config['horizon']
+            curves.append(rewards[:T].reshape(T // config['horizon'], config['horizon'], -1).sum(1).mean(1))
+    return np.mean(curves, axis=0)
+
+
+def plot_curve(file: Path, returns: np.ndarray, oracle_mean: float, ppo: np.ndarray | None, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    mean, std = returns.mean(0), returns.std(0)
+    x = np.arange(1, len(mean) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x, mean, label='AD (in context)', color='tab:blue')
+    ax.fill_between(x, mean - std, mean + std, color='tab:blue', alpha=0.2, label='AD ± 1 std over rollouts')
+    if ppo is not None:
+        ax.plot(np.arange(1, len(ppo) + 1), ppo, label='PPO source (training histories)', color='tab:orange')
+    ax.axhline(oracle_mean, color='k', ls='--', label=f'oracle ({oracle_mean:.2f})')
+    ax.set_xlabel('episode')
+    ax.set_ylabel('return (held-out goals)')
+    ax.set_title(title)
+    ax.legend(loc='lower right')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(file, suffix='.png') as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)
+
+
+def evaluate_run(run: Path, args) -> dict:
+    config = eval_config(run, args.quick, args.overrides)
+    device = pick_device(config['device'])
+    model, step = load_run_model(run, config, device)
+    _, test_idx = goal_split(config)
+    goals = all_goals(config['grid_size'])[test_idx]  # (G, 2)
+    S, E = config['eval_streams_per_goal'], config['eval_episodes']
+    goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, 2)
+    mode = 'compressed' if config['use_compressed_context'] else 'standard'
+    print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out goals x {S} "
+          f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
+    rollout = InContextRollout(model, config, goal_rows, greedy=args.greedy,
+                               compress_trigger=config['eval_compress_trigger'], seed=config['eval_seed'])
+    from tqdm import tqdm
+    bar = tqdm(total=E, desc='episodes', unit='ep', mininterval=1.0)
+    running = []
+
+    def on_episode(i, returns):
+        running.append(returns.mean())
+        if (i + 1) % 10 == 0 or i + 1 == E:
+            bar.set_postfix(mean_return=f'{float(torch.stack(running).mean()):.2f}')
+        bar.update(1)
+
+    start = time.time()
+    returns = rollout.run(E, on_episode).cpu().numpy()  # (G * S, E)
+    seconds = time.time() - start
+    bar.close()
+
+    oracle = [oracle_return(g, config['grid_size'], config['horizon']) for g in goals]
+    per_goal = returns.reshape(len(goals), S, E).mean((1, 2))
+    summary = {
+        'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'greedy': args.greedy,
+        'compress_trigger': config['eval_compress_trigger'] if config['use_compressed_context'] else None,
+        'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
+        'goals': [[int(g[0]), int(g[1])] for g in goals], 'env_indices': [int(i) for i in test_idx],
+        'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,
+        'mean_return': float(returns.mean()), 'std_return': float(returns.std()),
+        'mean_return_last_10pct': float(returns[:, -max(1, E // 10):].mean()),
+        'oracle_mean': float(np.mean(oracle)),
+        'max_context_tokens': rollout.max_ctx_len,
+    }
+    with atomic_path(run / 'eval_result.npy', suffix='.npy') as tmp:
+        with open(tmp, 'wb') as fh:
+            np.save(fh, returns.astype(np.float32))
+    atomic_write_text(run / 'eval_summary.json', json.dumps(summary, indent=2))
+    ppo = ppo_source_curve(config, test_idx)
+    plot_curve(run / 'in_context_curve.png', returns, summary['oracle_mean'], ppo,
+               f'{run.name}: in-context learning on held-out goals')
+    from torch.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(run)) as writer:
+        for i, value in enumerate(returns.mean(0)):
+            writer.add_scalar('eval/return_mean', float(value), i + 1)
+
+    print(f"{'goal':>8} {'mean return':>12} {'oracle':>7}")
+    for g, r, o in zip(goals, per_goal, oracle):
+        print(f"{str((int(g[0]), int(g[1]))):>8} {r:12.2f} {o:7d}")
+    print(f"{'all':>8} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
+          f"   ({E * config['horizon']} steps in {seconds:.1f} s; last 10% of episodes: "
+          f"{summary['mean_return_last_10pct']:.2f})")
+    print(f"Wrote {run / 'eval_result.npy'}, eval_summary.json and in_context_curve.png")
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--greedy', action='store_true', help='take the most likely action instead of sampling')
+    parser.add_argument('--quick', action='store_true', help=f'use the evaluation keys of {QUICK_CONFIG}')
+    parser.add_argument('items', nargs='*', metavar='RUN_DIR or KEY=VALUE')
+    args = parser.parse_intermixed_args()
+    args.overrides = [a for a in args.items if '=' in a]
+    runs = [Path(a) for a in args.items if '=' not in a]
+    if not runs:
+        base = Config(runs_dir='runs')
+        base.set('runs_dir', get_config('config/env/darkroom.yaml')['runs_dir'], 'config/env/darkroom.yaml')
+        for item in args.overrides:
+            if item.startswith('runs_dir='):
+                parse_overrides(base, [item])
+        runs = [find_latest_run(Path(base['runs_dir']))]
+        print(f"No run given: evaluating the most recently trained run, '{runs[0]}'.")
+    for run in runs:
+        if not (run / 'config.yaml').exists():
+            raise UserError(f"'{run}' is not a run directory (no config.yaml). Pass a directory written by "
+                            f"train.py, e.g. runs/AD-darkroom-seed0.")
+    for run in runs:
+        evaluate_run(run, args)
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,82 @@
+"""The context layout: what one token holds, where markers go and which positions are targets.
+
+Training windows (``dataset.py``) and in-context evaluation (``model/rollout.py``) both build their
+sequences through this module, so the two can never disagree.
+
+One token per environment step t holds what the agent knows *before* acting at t:
+the state s_t, the previous action a_{t-1} and the previous reward r_{t-1} (``NO_ACTION`` and 0 at the
+first step of a stream). Its target is a_t, so a causal model predicts every action of its context
+without seeing it: a window of L transitions gives L training targets.
+
+Standard mode:    [x_0, x_1, ..., x_{L-1}]                               (L = n_transit)
+Compressed mode:  [<c>, x_0 .. x_{R-1}, </c>, <c>, x_R .. x_{2R-1}, </c>] (R = compress_interval)
+i.e. the previous PPO rollout region and the current one, each wrapped in markers. Markers are real
+tokens (token types ``OPEN``/``CLOSE``) with no action target; the token-type head predicts at every
+position the type of the *next* token.
+"""
+from __future__ import annotations
+
+import torch
+
+TRANSITION, OPEN, CLOSE = 0, 1, 2
+N_TOKEN_TYPES = 3
+IGNORE = -100  # target index that cross-entropy skips
+
+
+def no_action(num_actions: int) -> int:
+    """Index of the 'no previous action' embedding (the first step of a stream)."""
+    return num_actions
+
+
+def cell_index(states: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """states (..., 2) (row, col) -> (...) flat cell index row * grid_size + col."""
+    return states[..., 0].long() * grid_size + states[..., 1].long()
+
+
+def stream_tokens(states, actions, rewards, grid_size: int, num_actions: int) -> dict[str, torch.Tensor]:
+    """Token fields of whole streams. states (..., T, 2), actions/rewards (..., T) -> dict of (..., T) tensors.
+
+    ``cell``, ``prev_action``, ``prev_reward`` make the token; ``action`` is its target.
+    """
+    actions = actions.long()
+    first_action = torch.full_like(actions[..., :1], no_action(num_actions))
+    prev_action = torch.cat([first_action, actions[..., :-1]], dim=-1)
+    prev_reward = torch.cat([torch.zeros_like(rewards[..., :1]), rewards[..., :-1]], dim=-1).float()
+    return {'cell': cell_index(states, grid_size), 'prev_action': prev_action,
+            'prev_reward': prev_reward, 'action': actions}
+
+
+def compressed_window(region_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Template of a training window spanning two regions.
+
+    Returns (types (L,), offsets (L,)) with L = 2 * region_len + 4: ``types`` are token types and
+    ``offsets`` the step of each transition counted from the first step of the previous region
+    (-1 at markers).
+    """
+    R = region_len
+    steps = torch.arange(2 * R)
+    marker = torch.tensor([-1])
+    offsets = torch.cat([marker, steps[:R], marker, marker, steps[R:], marker])
+    types = torch.full_like(offsets, TRANSITION)
+    types[0], types[R + 1], types[R + 2], types[-1] = OPEN, CLOSE, OPEN, CLOSE
+    return types, offsets
+
+
+def next_type_targets(types: torch.Tensor) -> torch.Tensor:
+    """Token-type targets: the type of the next token. types (..., L) -> (..., L).
+
+    The last position of a window is always a ``</compress>`` in training, followed by ``<compress>``.
+    """
+    return torch.cat([types[..., 1:], torch.full_like(types[..., :1], OPEN)], dim=-1)
+
+
+def region_prefix_len(n_transitions):
+    """Length of the context ``<c> region </c> <c>`` that remains after a region closes."""
+    return n_transitions + 3
+
+
+def max_context_len(config: dict) -> int:
+    """Longest sequence the model ever sees (sizes the position table)."""
+    if config['use_compressed_context']:
+        return 2 * config['compress_interval'] + 4
+    return config['n_transit']

@@ -1,0 +1,163 @@
+"""In-context rollouts of a trained AD model in the batched torch Dark Room, with a KV cache.
+
+The context of every row is kept explicitly (``ctx``: token fields (B, max_len) and ``ctx_len`` (B,)),
+laid out as in training (``model.layout``):
+
+* standard:   the last ``n_transit`` transitions. While the window fills, each step decodes one token
+  against the KV cache; once full, the window slides and positions shift, so the whole window is
+  re-encoded (one full forward) per step: exact sliding-window semantics, as in training windows.
+* compressed: ``<c> previous region </c> <c> current region so far``. Positions are stable inside a
+  region pair, so each step decodes one token against the cache. When a region closes (every
+  ``compress_interval`` steps, or when the token-type head predicts ``</c>``), the older region is
+  dropped: the context becomes ``<c> closed region </c> <c>`` and only that prefix is re-encoded.
+
+With ``use_cache=False`` every step recomputes the whole context instead (the reference the tests
+compare the cache against).
+"""
+from __future__ import annotations
+
+import torch
+
+from env.torch_darkroom import BatchedDarkRoom
+from model.layout import CLOSE, OPEN, TRANSITION, cell_index, no_action, region_prefix_len
+from model.transformer import ADTransformer, KVCache
+
+FIELDS = ('types', 'cell', 'prev_action', 'prev_reward')
+
+
+class InContextRollout:
+    """``B`` rollouts (one per row of ``goals`` (B, 2)) of ``model`` acting from its context alone."""
+
+    def __init__(self, model: ADTransformer, config: dict, goals: torch.Tensor, greedy: bool = False,
+                 compress_trigger: str = 'fixed', use_cache: bool = True, seed: int = 0):
+        self.model, self.config = model.eval(), config
+        self.device = goals.device
+        self.B = goals.shape[0]
+        self.compressed = config['use_compressed_context']
+        self.R = config['compress_interval']
+        self.n_transit = config['n_transit']
+        self.greedy, self.trigger, self.use_cache = greedy, compress_trigger, use_cache
+        self.env = BatchedDarkRoom(goals, config['grid_size'], config['horizon'])
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed)
+        L = model.cfg.max_len
+        dtype = torch.bfloat16 if self.device.type == 'cuda' else torch.float32
+        self.autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                       enabled=self.device.type == 'cuda')
+        self.cache = KVCache(model.cfg, self.B, self.device, dtype)
+        self.ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long,
+                                   device=self.device) for f in FIELDS}
+        self.ctx_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
+        self.region_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
+        self.rows = torch.arange(self.B, device=self.device)
+        # instrumentation: the longest context any row held, and every region length that closed
+        self.max_ctx_len = 0
+        self.closed_region_lengths: list[torch.Tensor] = []
+        self.pos = self.env.reset()
+        self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
+        self.prev_reward = torch.zeros(self.B, device=self.device)
+        if self.compressed:
+            self.ctx['types'][:, 0] = OPEN
+            self.ctx_len[:] = 1
+            if use_cache:
+                with self.autocast:
+                    self._prefill(self.rows)
+
+    # ------------------------------------------------------------------ context bookkeeping
+    def _append(self, token: dict[str, torch.Tensor]) -> None:
+        """Write one token per row at ``ctx_len`` (sliding the window first where standard mode is full)."""
+        if not self.compressed:
+            full = self.ctx_len == self.n_transit
+            if bool(full.any()):  # all rows move in lock-step in standard mode
+                for f in FIELDS:
+                    self.ctx[f][:, :-1] = self.ctx[f][:, 1:].clone()
+                self.ctx_len -= full.long()
+        for f in FIELDS:
+            self.ctx[f][self.rows, self.ctx_len] = token[f].to(self.ctx[f].dtype)
+        self.ctx_len += 1
+        self.max_ctx_len = max(self.max_ctx_len, int(self.ctx_len.max()))
+
+    def _prefill(self, rows: torch.Tensor):
+        P = int(self.ctx_len[rows].max())
+        fields = [self.ctx[f][rows, :P] for f in FIELDS]
+        return self.model.prefill(*fields, cache=self.cache, rows=rows, lengths=self.ctx_len[rows])
+
+    def _recompute(self):
+        """Logits at each row's last context position from a full forward pass (no cache)."""
+        P = int(self.ctx_len.max())
+        action_logits, type_logits = self.model(*[self.ctx[f][:, :P] for f in FIELDS])
+        last = self.ctx_len - 1
+        return action_logits[self.rows, last], (type_logits[self.rows, last] if type_logits is not None else None)
+
+    def _close_regions(self, closing: torch.Tensor) -> None:
+        """Rows ``closing`` (bool (B,)): context becomes ``<c> current region </c> <c>``; re-encode it."""
+        rows = closing.nonzero().squeeze(1)
+        if len(rows) == 0:
+            return
+        n = self.region_len[rows]
+        self.closed_region_lengths.append(n.cpu())
+        start = self.ctx_len[rows] - n  # first transition of the current region
+        width = int(n.max())
+        src = start[:, None] + torch.arange(width, device=self.device)  # (r, width)
+        src = src.clamp(max=self.ctx['types'].shape[1] - 1)
+        for f in FIELDS:
+            moved = self.ctx[f][rows[:, None], src]
+            self.ctx[f][rows, 1:width + 1] = moved
+        # markers around the kept region (n varies per row in model-triggered mode)
+        self.ctx['types'][rows, 0] = OPEN
+        self.ctx['types'][rows, n + 1] = CLOSE
+        self.ctx['types'][rows, n + 2] = OPEN
+        self.ctx_len[rows] = region_prefix_len(n)
+        self.region_len[rows] = 0
+        if self.use_cache:
+            self._prefill(rows)
+
+    # ------------------------------------------------------------------ stepping
+    @torch.no_grad()
+    def step(self):
+        """One environment step for every row. Returns (reward (B,), episode_done: bool, action_logits (B, A))."""
+        token = {'types': torch.full((self.B,), TRANSITION, device=self.device),
+                 'cell': cell_index(self.pos, self.config['grid_size']),
+                 'prev_action': self.prev_action, 'prev_reward': self.prev_reward}
+        slid = not self.compressed and int(self.ctx_len[0]) == self.n_transit
+        self._append(token)
+        with self.autocast:
+            if self.use_cache and not slid:
+                action_logits, type_logits = self.model.decode(*[token[f] for f in FIELDS], cache=self.cache)
+            else:
+                action_logits, type_logits = self._recompute()
+        action_logits = action_logits.float()
+        if self.greedy:
+            action = action_logits.argmax(-1)
+        else:
+            action = torch.multinomial(torch.softmax(action_logits, -1), 1, generator=self.gen).squeeze(1)
+        next_pos, reward, done = self.env.step(action)
+        self.prev_action, self.prev_reward = action, reward
+        self.pos = self.env.reset() if done else next_pos
+        if self.compressed:
+            self.region_len += 1
+            closing = self.region_len >= self.R
+            if self.trigger == 'model':
+                closing |= type_logits.argmax(-1) == CLOSE
+            with self.autocast:
+                self._close_regions(closing)
+        return reward, done, action_logits
+
+    @torch.no_grad()
+    def run(self, episodes: int, on_episode=None) -> torch.Tensor:
+        """Play ``episodes`` episodes per row. Returns episode returns (B, episodes) on the device.
+
+        ``on_episode(index, returns (B,))`` is called after each episode (e.g. for a progress bar).
+        """
+        returns = torch.zeros(self.B, episodes, device=self.device)
+        episode_return = torch.zeros(self.B, device=self.device)
+        for episode in range(episodes):
+            done = False
+            while not done:
+                reward, done, _ = self.step()
+                episode_return += reward
+            returns[:, episode] = episode_return
+            episode_return.zero_()
+            if on_episode is not None:
+                on_episode(episode, returns[:, episode])
+        return returns

@@ -1,0 +1,189 @@
+"""The AD transformer: a small pre-LN causal transformer over one token per environment step.
+
+Shapes: B batch, L sequence length, D ``tf_n_embd``, H heads, hd = D // H, A actions.
+The same module serves standard and compressed AD; compressed mode adds marker tokens (through the
+token-type embedding) and a token-type head. Attention goes through
+``F.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.layout import N_TOKEN_TYPES, TRANSITION, max_context_len
+
+
+@dataclass
+class ModelConfig:
+    grid_size: int
+    num_actions: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    dim_feedforward: int
+    dropout: float
+    max_len: int
+    compressed: bool
+
+    @classmethod
+    def from_config(cls, c: dict) -> 'ModelConfig':
+        return cls(grid_size=c['grid_size'], num_actions=c['num_actions'], n_embd=c['tf_n_embd'],
+                   n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
+                   dropout=c['tf_dropout'], max_len=max_context_len(c), compressed=c['use_compressed_context'])
+
+
+class KVCache:
+    """Per-layer keys/values for a batch of contexts of different lengths.
+
+    k, v: (n_layer, B, H, max_len, hd); ``length`` (B,) long: valid entries of each row.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, device, dtype):
+        shape = (cfg.n_layer, batch, cfg.n_head, cfg.max_len, cfg.n_embd // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = torch.zeros(batch, dtype=torch.long, device=device)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def _split(self, x):  # (B, L, 3D) -> 3 x (B, H, L, hd)
+        B, L, _ = x.shape
+        return x.view(B, L, 3, self.n_head, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(self, x, kv_out: list | None = None):
+        """Causal attention over the whole sequence. x (B, L, D). Appends (k, v) to ``kv_out`` if given."""
+        q, k, v = self._split(self.qkv(x))
+        if kv_out is not None:
+            kv_out.append((k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
+        return self.dropout(self.proj(y.transpose(1, 2).reshape(x.shape)))
+
+    def decode(self, x, layer: int, cache: KVCache):
+        """One new token per row at position ``cache.length``. x (B, 1, D)."""
+        q, k, v = self._split(self.qkv(x))  # (B, H, 1, hd)
+        rows = torch.arange(x.shape[0], device=x.device)
+        cache.k[layer, rows, :, cache.length] = k[:, :, 0].to(cache.k.dtype)
+        cache.v[layer, rows, :, cache.length] = v[:, :, 0].to(cache.v.dtype)
+        visible = torch.arange(cache.k.shape[3], device=x.device) <= cache.length[:, None]  # (B, max_len)
+        y = F.scaled_dot_product_attention(q, cache.k[layer].to(q.dtype), cache.v[layer].to(q.dtype),
+                                           attn_mask=visible[:, None, None, :])
+        return self.proj(y.transpose(1, 2).reshape(x.shape))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, cfg.dim_feedforward), nn.GELU(),
+                                 nn.Linear(cfg.dim_feedforward, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, kv_out=None):
+        x = x + self.attn(self.ln1(x), kv_out)
+        return x + self.mlp(self.ln2(x))
+
+    def decode(self, x, layer, cache):
+        x = x + self.attn.decode(self.ln1(x), layer, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class ADTransformer(nn.Module):
+    """Tokens in, action logits (and token-type logits in compressed mode) out, at every position.
+
+    A token is given by four (B, L) tensors: ``types`` (0 transition, 1 <compress>, 2 </compress>),
+    ``cell`` (state index), ``prev_action`` (num_actions = none) and ``prev_reward`` (float); marker
+    positions ignore the last three.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.n_embd
+        self.cell_emb = nn.Embedding(cfg.grid_size ** 2, D)
+        self.action_emb = nn.Embedding(cfg.num_actions + 1, D)
+        self.reward_emb = nn.Linear(1, D, bias=False)
+        self.type_emb = nn.Embedding(N_TOKEN_TYPES, D)  # rows 1 and 2 are the learned marker embeddings
+        self.pos_emb = nn.Embedding(cfg.max_len, D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(D)
+        self.action_head = nn.Linear(D, cfg.num_actions)
+        self.type_head = nn.Linear(D, N_TOKEN_TYPES) if cfg.compressed else None
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def embed(self, types, cell, prev_action, prev_reward, positions):
+        """(B, L) fields -> (B, L, D)."""
+        is_transition = (types == TRANSITION).unsqueeze(-1)
+        content = self.cell_emb(cell) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
+        return self.type_emb(types) + torch.where(is_transition, content, 0) + self.pos_emb(positions)
+
+    def _heads(self, h):
+        h = self.ln_f(h)
+        type_logits = self.type_head(h) if self.type_head is not None else None
+        return self.action_head(h), type_logits
+
+    def forward(self, types, cell, prev_action, prev_reward, kv_out: list | None = None):
+        """Full causal pass over (B, L) tokens at positions 0..L-1.
+
+        Returns (action_logits (B, L, A), type_logits (B, L, 3) or None). With ``kv_out`` (a list), the
+        keys and values of every layer are appended to it, for filling a ``KVCache``.
+        """
+        positions = torch.arange(types.shape[1], device=types.device)
+        x = self.drop(self.embed(types, cell, prev_action, prev_reward, positions))
+        for block in self.blocks:
+            x = block(x, kv_out)
+        return self._heads(x)
+
+    @torch.no_grad()
+    def decode(self, types, cell, prev_action, prev_reward, cache: KVCache):
+        """Append one token per row (fields (B,)) at position ``cache.length`` and advance it.
+
+        Returns (action_logits (B, A), type_logits (B, 3) or None).
+        """
+        fields = [t[:, None] for t in (types, cell, prev_action, prev_reward)]
+        x = self.embed(*fields, positions=cache.length[:, None])
+        for i, block in enumerate(self.blocks):
+            x = block.decode(x, i, cache)
+        cache.length += 1
+        action_logits, type_logits = self._heads(x[:, 0])
+        return action_logits, type_logits
+
+    @torch.no_grad()
+    def prefill(self, types, cell, prev_action, prev_reward, cache: KVCache, rows: torch.Tensor,
+                lengths: torch.Tensor):
+        """Encode (n, P) token prefixes from position 0 into the cache rows ``rows`` (n,).
+
+        ``lengths`` (n,) are the valid prefix lengths (right padding beyond them is never attended).
+        Returns the logits at each row's last valid position: ((n, A), (n, 3) or None).
+        """
+        kv: list = []
+        action_logits, type_logits = self.forward(types, cell, prev_action, prev_reward, kv_out=kv)
+        P = types.shape[1]
+        for layer, (k, v) in enumerate(kv):
+            cache.k[layer, rows, :, :P] = k.to(cache.k.dtype)
+            cache.v[layer, rows, :, :P] = v.to(cache.v.dtype)
+        cache.length[rows] = lengths
+        last = lengths - 1
+        idx = torch.arange(len(rows), device=types.device)
+        return action_logits[idx, last], (type_logits[idx, last] if type_logits is not None else None)
+
+
+def build_model(config: dict) -> ADTransformer:
+    return ADTransformer(ModelConfig.from_config(config))

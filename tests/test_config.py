@@ -1,0 +1,53 @@
+import pytest
+
+from tests.conftest import assert_user_error, run_script
+from utils import ConfigError, get_config, load_config
+
+
+def test_merge_order_include_quick_and_overrides():
+    std = load_config()
+    comp = load_config('config/model/ad_dr_compressed.yaml')
+    assert std['n_transit'] == 240 and not std['use_compressed_context']
+    assert comp['n_transit'] == 160 and comp['use_compressed_context'] and comp['compress_interval'] == 80
+    assert comp['tf_n_embd'] == std['tf_n_embd'] and comp['tf_n_layer'] == std['tf_n_layer']  # via include
+    assert std['n_steps'] == 80 and std['n_stream'] == 100 and std['alg_seed'] == 42
+    quick = load_config(quick=True, overrides=['train_timesteps=7', 'lr=1e-3', 'compile=true'])
+    assert quick['train_timesteps'] == 7 and quick['lr'] == 1e-3 and quick['compile'] is True
+    assert quick['n_stream'] == get_config('config/quick.yaml')['n_stream']
+    assert isinstance(load_config(overrides=['lr=1'])['lr'], float)  # YAML int widened for a float key
+
+
+def test_unknown_key_suggests_the_near_miss_and_names_the_source():
+    with pytest.raises(ConfigError, match="'n_trnsit' in override 'n_trnsit=3'.*'n_transit'"):
+        load_config(overrides=['n_trnsit=3'])
+
+
+def test_unknown_key_in_a_file_names_the_file(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('include: config/model/ad_dr.yaml\ntrain_batchsize: 3\n')
+    with pytest.raises(ConfigError, match=f"'train_batchsize' in {bad}.*'train_batch_size'"):
+        load_config(str(bad))
+
+
+@pytest.mark.parametrize('override, needle', [
+    ('n_transit=abc', "'n_transit'"), ('train_env_ratio=1.5', "'train_env_ratio'"),
+    ('use_compressed_context=maybe', "'use_compressed_context'"), ('eval_compress_trigger=sometimes', 'fixed'),
+    ('tf_n_head=3', 'divisible'), ('notakeyvalue', 'KEY=VALUE'),
+])
+def test_bad_values_are_refused(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(overrides=[override])
+
+
+def test_compressed_context_needs_two_regions():
+    with pytest.raises(ConfigError, match='n_transit >= 2 \\* compress_interval.*n_transit=100'):
+        load_config('config/model/ad_dr_compressed.yaml', overrides=['n_transit=100'])
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    for script in ('collect.py', 'train.py'):
+        proc = run_script(script, 'n_stram=3', f'datasets_dir={tmp_path}')
+        assert_user_error(proc, "Unknown config key 'n_stram'", "Did you mean 'n_stream'")
+    proc = run_script('train.py', '--config', 'config/model/nope.yaml')
+    assert_user_error(proc, "config/model/nope.yaml' does not exist")
+    assert not any(tmp_path.iterdir())

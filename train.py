@@ -1,0 +1,253 @@
+"""Train the AD transformer on PPO learning histories (standard or compressed-context AD).
+
+    python train.py                                             # standard AD (config/model/ad_dr.yaml)
+    python train.py --config config/model/ad_dr_compressed.yaml # compressed-context AD
+    python train.py --quick train_batch_size=32                 # tiny CPU run; KEY=VALUE overrides any key
+    torchrun --nproc_per_node 2 train.py ...                    # DistributedDataParallel
+
+Re-running on an unfinished run resumes from its newest checkpoint; on a finished run it changes nothing.
+"""
+import argparse
+import json
+import os
+import resource
+import time
+
+import torch
+import torch.distributed as dist
+
+from utils import UserError, add_common_args, finalize_config, get_config, parse_args, run_main
+
+
+def read_config(args):
+    config = get_config('./config/env/darkroom.yaml')
+    config.update(get_config('./config/algorithm/ppo_darkroom.yaml'))
+    if args.config is None:
+        config.update(get_config('./config/model/ad_dr.yaml'))  # the model config: edit this line or use --config
+    else:
+        config.update(get_config(args.config))
+    return finalize_config(config, args.quick, args.overrides)
+
+
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from dataset import load_samplers  # noqa: E402
+from model import ad_losses, build_model  # noqa: E402
+from utils import atomic_path, atomic_write_text, checkpoints, config_to_yaml, pick_device, run_dir  # noqa: E402
+
+# keys that do not change what is trained: a resumed run may differ in these
+NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
+                     'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'ckpt_interval'}
+
+
+def lr_lambda(config):
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``train_timesteps``."""
+    import math
+    warmup, total, floor = config['num_warmup_steps'], config['train_timesteps'], config['min_lr_ratio']
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def make_optimizer(model, config):
+    """AdamW with weight decay on matrices only (not on biases, norms or embeddings' 1-d params)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
+    return torch.optim.AdamW(groups, lr=config['lr'], betas=(config['beta1'], config['beta2']),
+                             fused=torch.cuda.is_available() and next(model.parameters()).is_cuda)
+
+
+def check_run_dir(out, config):
+    """Refuse to resume into a run directory trained with a different config."""
+    saved_path = out / 'config.yaml'
+    if not saved_path.exists():
+        return
+    import yaml
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    diff = [k for k in config if k not in NON_TRAINING_KEYS and saved.get(k) != config[k]]
+    if diff:
+        shown = ', '.join(f'{k}: {saved.get(k)!r} -> {config[k]!r}' for k in diff[:5])
+        raise UserError(f"Run directory '{out}' already holds a run with a different config ({shown}). "
+                        f"Delete it to start over, or set runs_dir to train elsewhere.")
+
+
+def setup_distributed(config):
+    """(rank, world_size, device). Under torchrun: one process per GPU (NCCL) or per CPU process (gloo)."""
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    if world == 1:
+        return 0, 1, pick_device(config['device'])
+    use_cuda = torch.cuda.is_available() and config['device'] != 'cpu'
+    dist.init_process_group('nccl' if use_cuda else 'gloo')
+    local = int(os.environ.get('LOCAL_RANK', 0))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    return dist.get_rank(), world, torch.device(f'cuda:{local}' if use_cuda else 'cpu')
+
+
+def gather_generator_states(gen, world):
+    state = gen.get_state()
+    if world == 1:
+        return [state]
+    states = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
+@torch.no_grad()
+def evaluate_test(model, test_batches, config, autocast):
+    model.eval()
+    sums = {}
+    for batch in test_batches:
+        with autocast():
+            out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    model.train()
+    return {k: v / len(test_batches) for k, v in sums.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', default=None, help='model config YAML (default: config/model/ad_dr.yaml)')
+    add_common_args(parser)
+    args = parse_args(parser)
+    config = read_config(args)
+    rank, world, device = setup_distributed(config)
+    main_process = rank == 0
+    out = run_dir(config)
+    check_run_dir(out, config)
+
+    done = checkpoints(out)
+    if done and done[-1][0] >= config['train_timesteps']:
+        if main_process:
+            print(f"Run '{out}' is already finished (checkpoint at step {done[-1][0]} of "
+                  f"{config['train_timesteps']}); nothing to do. Evaluate it with 'python evaluate.py {out}'.")
+        return 0
+
+    train_sampler, test_sampler, info = load_samplers(config, device)
+    torch.manual_seed(config['seed'] + rank)
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config['seed'] * 1000 + rank)
+    test_gen = torch.Generator(device=device)
+    test_gen.manual_seed(config['seed'] + 12345)
+    test_batches = [test_sampler.sample(config['test_batch_size'], test_gen) for _ in range(config['test_n_batches'])]
+
+    step = 0
+    if done:
+        ckpt = torch.load(done[-1][1], map_location=device, weights_only=False)
+        model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scheduler.load_state_dict(ckpt['scheduler'])
+        step = ckpt['step']
+        torch.set_rng_state(ckpt['rng']['torch'])
+        if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
+            torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
+        states = ckpt['rng']['sampler']
+        if len(states) == world:
+            gen.set_state(states[rank].to(gen.get_state().device) if hasattr(states[rank], 'to') else states[rank])
+        if main_process:
+            print(f"Resuming '{out}' from step {step}.")
+
+    net = model
+    if config['compile'] and device.type == 'cuda':
+        net = torch.compile(model)
+    if world > 1:
+        net = DDP(net, device_ids=[device.index] if device.type == 'cuda' else None)
+    use_bf16 = device.type == 'cuda'
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    writer = None
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / 'config.yaml', config_to_yaml(config))
+        writer = SummaryWriter(str(out), purge_step=step if step else None)
+        n_params = sum(p.numel() for p in model.parameters())
+        mode = 'compressed' if config['use_compressed_context'] else 'standard'
+        print(f"Training {mode} AD ({n_params / 1e6:.2f}M parameters) on {device} x{world}: "
+              f"{train_sampler.n_seq} training streams, windows of {train_sampler.window_len} tokens, "
+              f"{train_sampler.targets_per_window()} action targets each -> {out}")
+
+    def save_checkpoint(at_step):
+        states = gather_generator_states(gen, world)
+        if not main_process:
+            return
+        ckpt = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                'scheduler': scheduler.state_dict(), 'step': at_step, 'config': dict(config),
+                'rng': {'torch': torch.get_rng_state(),
+                        'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
+                        'sampler': [s.cpu() for s in states]}}
+        with atomic_path(out / f'ckpt-{at_step}.pt') as tmp:
+            torch.save(ckpt, tmp)
+
+    model.train()
+    total = config['train_timesteps']
+    bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process)
+    t0, step0 = time.time(), step
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        while step < total:
+            batch = train_sampler.sample(config['train_batch_size'], gen)
+            log_now = (step + 1) % config['summary_interval'] == 0 or step + 1 == total
+            with autocast():
+                losses = ad_losses(net, batch, config['token_type_loss_weight'], config['label_smoothing'],
+                                   with_metrics=log_now)
+            optimizer.zero_grad(set_to_none=True)
+            losses['loss'].backward()
+            if config['grad_clip'] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if log_now and main_process:
+                values = {k: float(v) for k, v in losses.items()}
+                for k, v in values.items():
+                    writer.add_scalar(f'train/{k}', v, step)
+                writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
+                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
+            if step % config['eval_interval'] == 0 or step == total:
+                if main_process:
+                    for k, v in evaluate_test(model, test_batches, config, autocast).items():
+                        if k != 'loss':
+                            writer.add_scalar(f'test/{k}', v, step)
+            if step % config['ckpt_interval'] == 0 or step == total:
+                save_checkpoint(step)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"CUDA ran out of memory at train_batch_size={config['train_batch_size']}. Lower it, "
+                        f"e.g. 'python train.py train_batch_size={max(1, config['train_batch_size'] // 2)}'; "
+                        f"the run resumes from its last checkpoint.") from None
+    finally:
+        bar.close()
+    elapsed = time.time() - t0
+    if main_process:
+        writer.close()
+        peak = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == 'cuda'
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        summary = {'steps': step - step0, 'seconds': elapsed, 'steps_per_s': (step - step0) / max(elapsed, 1e-9),
+                   'action_targets_per_s': (step - step0) * config['train_batch_size'] * world
+                   * train_sampler.targets_per_window() / max(elapsed, 1e-9),
+                   'peak_mib': peak, 'peak_kind': 'cuda_max_allocated' if device.type == 'cuda' else 'process_max_rss',
+                   'device': str(device), 'world_size': world, 'final_test': evaluate_test(model, test_batches, config, autocast)}
+        atomic_write_text(out / 'train_summary.json', json.dumps(summary, indent=2))
+        print(f"Finished {step} steps in {elapsed:.1f} s ({summary['steps_per_s']:.1f} steps/s); "
+              f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -69,7 +69,7 @@ def main():
         pool = mp.get_context('fork').Pool(n_process) if n_process > 1 else None
         try:
             results = pool.imap_unordered(collect_goal, jobs) if pool else map(collect_goal, jobs)
-            for env_idx, history, elapsed in tqdm(results, total=len(jobs), desc='goals', unit='goal'):
+            for env_idx, history, elapsed in tqdm(results, total=len(jobs), desc='goals', unit='goal', mininterval=1.0):
                 if elapsed is None:
                     raise UserError(f"PPO on goal {env_idx} {tuple(int(x) for x in goals[env_idx])} failed "
                                     f"({history}); no dataset was written.")

@@ -193,7 +193,7 @@ def main():
 
     model.train()
     total = config['train_timesteps']
-    bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process)
+    bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process, mininterval=1.0)
     t0, step0 = time.time(), step
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -213,7 +213,7 @@ def main():
             step += 1
             bar.update(1)
             if log_now and main_process:
-                values = {k: float(v) for k, v in losses.items()}
+                values = {k: float(v.detach()) for k, v in losses.items()}
                 for k, v in values.items():
                     writer.add_scalar(f'train/{k}', v, step)
                 writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)

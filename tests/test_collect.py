@@ -1,0 +1,123 @@
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+import collect
+from algorithm.ppo import HistoryLogger, make_ppo, rollouts_needed
+from algorithm.vec_env import DarkRoomVecEnv
+from tests.conftest import assert_user_error, run_script
+from utils import UserError, dataset_path, load_config
+
+TINY_COLLECT = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1']
+
+
+class BufferSnapshots(BaseCallback):
+    """Copies SB3's own rollout buffer at the end of every rollout."""
+
+    def __init__(self):
+        super().__init__()
+        self.obs, self.actions, self.starts = [], [], []
+
+    def _on_step(self):
+        return True
+
+    def _on_rollout_end(self):
+        buf = self.model.rollout_buffer
+        assert buf.full
+        self.obs.append(buf.observations.copy())
+        self.actions.append(buf.actions.copy())
+        self.starts.append(buf.episode_starts.copy())
+
+
+def test_markers_sit_on_sb3_rollout_buffer_boundaries():
+    config = load_config(overrides=['n_stream=3', 'n_steps=30', 'train_source_timesteps=100', 'ppo_batch_size=30',
+                                    'ppo_n_epochs=1'])
+    env = DarkRoomVecEnv((1, 7), config['n_stream'], config['grid_size'], config['horizon'])
+    model = make_ppo(env, config, seed=0)
+    logger, snaps = HistoryLogger(), BufferSnapshots()
+    n_rollouts = rollouts_needed(config)
+    model.learn(total_timesteps=n_rollouts * config['n_steps'] * config['n_stream'], callback=CallbackList([logger, snaps]))
+    h = logger.history()
+    n = config['n_steps']
+    assert len(snaps.obs) == n_rollouts == 4 and h['actions'].shape == (n_rollouts * n, config['n_stream'])
+    for j in range(n_rollouts):
+        region = slice(j * n, (j + 1) * n)
+        # each region holds exactly the transitions of one SB3 rollout buffer, in order
+        np.testing.assert_array_equal(h['states'][region], snaps.obs[j])
+        np.testing.assert_array_equal(h['actions'][region], snaps.actions[j][..., 0])
+        markers = h['compress_markers'][region]
+        assert (markers[0] == 1).all() and (markers[-1] == 2).all() and (markers[1:-1] == 0).all()
+    # region boundaries (n=30) do not coincide with episode boundaries (horizon=20): markers follow PPO, not episodes
+    assert h['dones'][19].all() and not h['dones'][29].any()
+    # next_states are the positions reached, also on the last step of an episode
+    moved = h['states'] + np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]])[h['actions']]
+    np.testing.assert_array_equal(h['next_states'], moved.clip(0, 8))
+
+
+def test_collect_writes_the_spec_layout_and_refuses_to_overwrite(tmp_path, workdir):
+    proc = run_script('collect.py', *TINY_COLLECT, *workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert 'first rollout' in proc.stdout and 'oracle' in proc.stdout
+    config = load_config(overrides=TINY_COLLECT + workdir)
+    path = dataset_path(config)
+    assert path.name == 'history_darkroom_PPO_alg-seed42.hdf5'
+    with h5py.File(path) as f:
+        assert sorted(f.keys(), key=int) == [str(i) for i in range(81)]
+        assert f.attrs['schema_version'] == 1
+        assert yaml.safe_load(f.attrs['config'])['n_steps'] == 20
+        g = f['40']
+        assert list(g.attrs['goal']) == [4, 4]
+        T = 5 * 20
+        for name, shape, dtype in [('states', (T, 2, 2), np.int32), ('actions', (T, 2), np.int32),
+                                   ('rewards', (T, 2), np.int32), ('next_states', (T, 2, 2), np.int32),
+                                   ('dones', (T, 2), np.bool_), ('compress_markers', (T, 2), np.int32)]:
+            assert g[name].shape == shape and g[name].dtype == dtype, name
+        assert (g['compress_markers'][::20] == 1).all() and (g['compress_markers'][19::20] == 2).all()
+    assert (tmp_path / 'ppo' / 'goal40').is_dir()  # PPO's own learning curves
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    proc = run_script('collect.py', *TINY_COLLECT, *workdir)
+    assert_user_error(proc, 'already exists', '--force')
+    assert hashlib.md5(path.read_bytes()).hexdigest() == digest
+
+
+def _fail_on_goal(bad_goal, exc):
+    import algorithm.ppo
+    real = algorithm.ppo.learn_goal
+
+    def learn_goal(goal, config, seed, tensorboard_log=None):
+        if tuple(goal) == bad_goal:
+            raise exc
+        return real(goal, config, seed, None)
+    return learn_goal
+
+
+@pytest.mark.parametrize('exc', [RuntimeError('boom'), KeyboardInterrupt()])
+def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir, monkeypatch, exc):
+    import algorithm.ppo
+    config = load_config(overrides=TINY_COLLECT + workdir)
+    path = dataset_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'previous dataset')  # --force must not lose it when the new collect fails
+    monkeypatch.setattr(algorithm.ppo, 'learn_goal', _fail_on_goal((0, 3), exc))
+    monkeypatch.setattr('sys.argv', ['collect.py', '--force', 'n_process=1', *TINY_COLLECT, *workdir])
+    if isinstance(exc, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            collect.main()
+    else:
+        with pytest.raises(UserError, match=r'goal 3 \(0, 3\) failed \(RuntimeError: boom\)'):
+            collect.main()
+    assert path.read_bytes() == b'previous dataset'
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
+
+
+def test_quick_collect_shows_learning(tmp_path, workdir):
+    proc = run_script('collect.py', '--quick', *workdir)
+    assert proc.returncode == 0, proc.stderr
+    line = [l for l in proc.stdout.splitlines() if 'first rollout' in l][0]
+    first = float(line.split('first rollout ')[1].split(',')[0])
+    last = float(line.split('last rollout ')[1].split(',')[0])
+    assert last > 3 * first  # the histories record real learning, even in the tiny setting

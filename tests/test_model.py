@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from dataset import WindowSampler
+from model import ad_losses, balanced_accuracy, build_model
+from model.layout import CLOSE, IGNORE, OPEN, TRANSITION, compressed_window, next_type_targets, stream_tokens
+from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, synthetic_history
+from utils import load_config
+
+
+def tiny_config(compressed: bool):
+    if compressed:
+        return load_config('config/model/ad_dr_compressed.yaml', overrides=TINY_COMPRESSED)
+    return load_config(overrides=TINY_STANDARD)
+
+
+def sampler_for(config, n_goals=3, seed=0):
+    hist = [synthetic_history((i, 8 - i), config['n_stream'], config['train_source_timesteps'], config['n_steps'],
+                              seed=seed + i) for i in range(n_goals)]
+    streams = {k: np.concatenate([np.swapaxes(h[k], 0, 1) for h in hist])
+               for k in ('states', 'actions', 'rewards', 'compress_markers')}
+    return WindowSampler(streams, config, torch.device('cpu')), streams
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_causality_later_tokens_never_change_earlier_outputs(compressed):
+    config = tiny_config(compressed)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    sampler, _ = sampler_for(config)
+    batch = sampler.sample(4, torch.Generator().manual_seed(1))
+    fields = [batch[k] for k in ('types', 'cell', 'prev_action', 'prev_reward')]
+    a0, t0 = model(*fields)
+    cut = fields[0].shape[1] // 2
+    changed = [f.clone() for f in fields]
+    changed[1][:, cut:] = (changed[1][:, cut:] + 7) % 81
+    changed[2][:, cut:] = (changed[2][:, cut:] + 1) % 5
+    changed[3][:, cut:] = 1 - changed[3][:, cut:]
+    a1, t1 = model(*changed)
+    torch.testing.assert_close(a0[:, :cut], a1[:, :cut])
+    assert not torch.allclose(a0[:, cut:], a1[:, cut:])
+    if compressed:
+        torch.testing.assert_close(t0[:, :cut], t1[:, :cut])
+
+
+def test_compressed_window_layout_markers_and_targets():
+    R = 8
+    types, offsets = compressed_window(R)
+    assert len(types) == 2 * R + 4
+    assert types.tolist() == [OPEN] + [TRANSITION] * R + [CLOSE, OPEN] + [TRANSITION] * R + [CLOSE]
+    assert offsets[types == TRANSITION].tolist() == list(range(2 * R))
+    targets = next_type_targets(types)
+    # what comes next: </c> after the last transition of each region, <c> after every </c>
+    assert targets[R].item() == CLOSE and targets[2 * R + 2].item() == CLOSE
+    assert targets[R + 1].item() == OPEN and targets[-1].item() == OPEN
+    assert (targets[[0, R + 2]] == TRANSITION).all() and int((targets == TRANSITION).sum()) == 2 * R
+
+
+def test_compressed_windows_hold_exactly_the_previous_and_current_region():
+    config = tiny_config(True)
+    R = config['compress_interval']
+    sampler, streams = sampler_for(config)
+    tokens = stream_tokens(*(torch.as_tensor(streams[k]) for k in ('states', 'actions', 'rewards')), 9, 5)
+    seq = torch.arange(sampler.n_seq).repeat_interleave(sampler.n_starts)
+    start = torch.arange(sampler.n_starts).repeat(sampler.n_seq) * R
+    batch = sampler.windows(seq, start)
+    is_tr = batch['types'] == TRANSITION
+    markers = torch.as_tensor(streams['compress_markers'])
+    for b in range(len(seq)):
+        steps = start[b] + torch.arange(2 * R)  # the two regions of the window, nothing older
+        assert batch['cell'][b][is_tr[b]].tolist() == tokens['cell'][seq[b], steps].tolist()
+        assert batch['action'][b][is_tr[b]].tolist() == tokens['action'][seq[b], steps].tolist()
+        # the dataset's own markers agree with where the window puts <c> and </c>
+        assert markers[seq[b], steps][[0, R]].tolist() == [1, 1] and markers[seq[b], steps][[R - 1, -1]].tolist() == [2, 2]
+    assert (batch['action'][~is_tr] == IGNORE).all()
+
+
+def test_token_carries_previous_action_and_reward_not_the_target():
+    states = torch.tensor([[[4, 4], [5, 4], [5, 5]]])
+    tok = stream_tokens(states, torch.tensor([[0, 2, 4]]), torch.tensor([[0, 1, 1]]), 9, 5)
+    assert tok['prev_action'].tolist() == [[5, 0, 2]] and tok['prev_reward'].tolist() == [[0.0, 0.0, 1.0]]
+    assert tok['cell'].tolist() == [[40, 49, 50]] and tok['action'].tolist() == [[0, 2, 4]]
+
+
+def test_balanced_accuracy_scores_a_constant_predictor_one_third():
+    targets = torch.tensor([0] * 98 + [1, 2])
+    logits = torch.zeros(100, 3)
+    logits[:, 0] = 1
+    assert balanced_accuracy(logits, targets, 3).item() == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_loss_falls_when_overfitting_a_tiny_history(compressed):
+    config = tiny_config(compressed)
+    torch.manual_seed(0)
+    model = build_model(config)
+    sampler, _ = sampler_for(config, n_goals=1)
+    batch = sampler.sample(8, torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        out = ad_losses(model, batch, 0.1, with_metrics=True)
+        opt.zero_grad()
+        out['loss'].backward()
+        opt.step()
+        first = first if first is not None else out['loss'].item()
+    assert out['loss'].item() < 0.3 * first
+    assert out['acc_action'].item() > 0.9
+    if compressed:
+        assert out['acc_token_type'].item() == pytest.approx(1.0)

@@ -1,0 +1,111 @@
+import shutil
+
+import h5py
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script, write_synthetic
+from utils import dataset_path, load_config
+
+COMPRESSED = ['--config', 'config/model/ad_dr_compressed.yaml']
+TAGS = {'train/loss', 'train/loss_action', 'train/acc_action', 'train/lr', 'test/loss_action', 'test/acc_action'}
+COMPRESSED_TAGS = {'train/loss_token_type', 'train/acc_token_type', 'test/loss_token_type', 'test/acc_token_type'}
+
+
+def scalars(run):
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    return {t: [e.value for e in ea.Scalars(t)] for t in ea.Tags()['scalars']}
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_train_fills_the_run_directory_and_logs_every_tag(tmp_path, workdir, tiny_dataset, compressed):
+    args = (COMPRESSED + TINY_COMPRESSED if compressed else TINY_STANDARD) + workdir
+    proc = run_script('train.py', *args)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / 'runs' / ('AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0')
+    assert (run / 'config.yaml').exists() and (run / 'ckpt-4.pt').exists() and (run / 'ckpt-8.pt').exists()
+    logged = scalars(run)
+    assert TAGS <= set(logged)
+    assert (COMPRESSED_TAGS <= set(logged)) == compressed
+    ckpt = torch.load(run / 'ckpt-8.pt', weights_only=False)
+    assert ckpt['step'] == 8 and ckpt['config']['use_compressed_context'] == compressed
+    # finished: says so and changes nothing
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    proc = run_script('train.py', *args)
+    assert proc.returncode == 0 and 'already finished' in proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def test_token_type_accuracy_rises_well_above_chance(tmp_path, workdir, tiny_dataset):
+    proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'train_timesteps=150', 'lr=3e-3',
+                      'summary_interval=10', 'eval_interval=30')
+    assert proc.returncode == 0, proc.stderr
+    logged = scalars(tmp_path / 'runs' / 'AD-darkroom-compressed-seed0')
+    assert logged['train/acc_token_type'][-1] > 0.8 and logged['test/acc_token_type'][-1] > 0.8
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path, workdir, tiny_dataset, compressed):
+    args = (COMPRESSED + TINY_COMPRESSED if compressed else TINY_STANDARD) + workdir + ['tf_dropout=0.1']
+    name = 'AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0'
+    assert run_script('train.py', *args).returncode == 0
+    full = torch.load(tmp_path / 'runs' / name / 'ckpt-8.pt', weights_only=False)
+    other = tmp_path / 'runs2'
+    shutil.copytree(tmp_path / 'runs', other)
+    (other / name / 'ckpt-8.pt').unlink()  # as if the run had stopped after step 4
+    proc = run_script('train.py', *args, f'runs_dir={other}')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Resuming' in proc.stdout and 'from step 4' in proc.stdout
+    resumed = torch.load(other / name / 'ckpt-8.pt', weights_only=False)
+    for k, v in full['model'].items():
+        torch.testing.assert_close(resumed['model'][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_missing_dataset_says_to_run_collect(workdir):
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), 'not found', 'collect.py')
+
+
+def test_old_files_without_markers_train_standard_but_not_compressed(tmp_path, workdir):
+    config = load_config(overrides=TINY_STANDARD + workdir)
+    write_synthetic(dataset_path(config), config, markers=False, attrs=False)
+    assert run_script('train.py', *TINY_STANDARD, *workdir, 'train_timesteps=2').returncode == 0
+    proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir)
+    assert_user_error(proc, 'No compression markers found', 'run collect.py again')
+    assert not (tmp_path / 'runs' / 'AD-darkroom-compressed-seed0').exists()
+
+
+def test_old_files_with_markers_but_no_attributes_train_compressed(tmp_path, workdir):
+    config = load_config(overrides=TINY_STANDARD + workdir)
+    write_synthetic(dataset_path(config), config, markers=True, attrs=False)
+    assert run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'train_timesteps=2').returncode == 0
+    proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'compress_interval=4',
+                      f'runs_dir={tmp_path / "other"}')
+    assert_user_error(proc, 'compress_interval=4', "n_steps is 8")
+
+
+@pytest.mark.parametrize('extra, needles', [
+    (['compress_interval=4', 'n_transit=8'], ['compress_interval=4', "dataset's PPO n_steps is 8"]),
+    (['n_transit=10'], ['n_transit >= 2 * compress_interval']),
+])
+def test_compressed_config_checks(workdir, tiny_dataset, extra, needles):
+    assert_user_error(run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, *extra), *needles)
+
+
+def test_grid_mismatch_is_refused(workdir, tiny_dataset):
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir, 'grid_size=7'), 'grid', 'grid_size=7')
+
+
+def test_a_run_directory_with_another_config_is_not_overwritten(tmp_path, workdir, tiny_dataset):
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+    proc = run_script('train.py', *TINY_STANDARD, *workdir, 'lr=0.01', 'train_timesteps=12')
+    assert_user_error(proc, 'different config', 'lr')
+
+
+def test_corrupt_dataset_is_reported(tmp_path, workdir):
+    config = load_config(overrides=TINY_STANDARD + workdir)
+    path = dataset_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_text('not hdf5')
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), 'cannot be read', 'collect.py --force')

@@ -25,9 +25,11 @@ from model.rollout import InContextRollout
 from utils import (QUICK_CONFIG, Config, UserError, atomic_path, atomic_write_text, check_key, checkpoints,
                    dataset_path, get_config, parse_overrides, pick_device, run_main)
 
-# what may change between training and evaluation; everything else is fixed by the checkpoint
-EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'device',
-             'datasets_dir', 'runs_dir'}
+# what the checkpoint fixes: the model, its context layout and the task split; the rest may be overridden
+FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 'train_env_ratio', 'model',
+              'use_compressed_context', 'compress_interval', 'n_transit', 'tf_n_embd', 'tf_n_layer', 'tf_n_head',
+              'tf_dim_feedforward'}
+EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed'}
 
 
 def find_latest_run(runs_dir: Path) -> Path:
@@ -52,9 +54,10 @@ def eval_config(run: Path, quick: bool, overrides: list[str]) -> Config:
     probe = Config()
     parse_overrides(probe, overrides)
     for key in probe:
-        if key not in EVAL_KEYS:
+        if key in FIXED_KEYS:
             raise UserError(f"'{key}' is fixed by the trained run '{run}' and cannot be overridden at evaluation. "
-                            f"Evaluation accepts: {', '.join(sorted(EVAL_KEYS))}.")
+                            f"Train a new run with it instead; evaluation settings are "
+                            f"{', '.join(sorted(EVAL_KEYS))}.")
         config.set(key, check_key(key, probe[key], probe.source(key)), probe.source(key))
     return config
 

@@ -101,6 +101,19 @@ def gather_generator_states(gen, world):
 
 
 @torch.no_grad()
+def check_ranks_in_sync(model, world, main_process):
+    """DDP keeps replicas identical; verify it (cheaply) at the end of training."""
+    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
+    mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), device=flat.device) % 9973).sum()])
+    everyone = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(everyone, mine)
+    if any(not torch.equal(everyone[0], other) for other in everyone[1:]):
+        raise RuntimeError('DDP replicas diverged: parameters differ between ranks')
+    if main_process:
+        print(f'DDP: parameters identical on all {world} ranks.')
+
+
+@torch.no_grad()
 def evaluate_test(model, test_batches, config, autocast):
     model.eval()
     sums = {}
@@ -154,7 +167,7 @@ def main():
             torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
         states = ckpt['rng']['sampler']
         if len(states) == world:
-            gen.set_state(states[rank].to(gen.get_state().device) if hasattr(states[rank], 'to') else states[rank])
+            gen.set_state(states[rank].cpu())
         if main_process:
             print(f"Resuming '{out}' from step {step}.")
 
@@ -232,6 +245,8 @@ def main():
     finally:
         bar.close()
     elapsed = time.time() - t0
+    if world > 1:
+        check_ranks_in_sync(model, world, main_process)
     if main_process:
         writer.close()
         peak = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == 'cuda'

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import model.rollout
+from env import all_goals
+from model import build_model
+from model.layout import CLOSE, OPEN, TRANSITION
+from model.rollout import InContextRollout
+from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
+from utils import load_config
+
+COMPRESSED = ['--config', 'config/model/ad_dr_compressed.yaml']
+
+
+def tiny(compressed, *extra):
+    if compressed:
+        return load_config('config/model/ad_dr_compressed.yaml', overrides=TINY_COMPRESSED + list(extra))
+    return load_config(overrides=TINY_STANDARD + list(extra))
+
+
+def random_model(config, seed=0):
+    torch.manual_seed(seed)
+    m = build_model(config)
+    for p in m.parameters():  # a sharper random policy makes action differences visible
+        p.data.normal_(0, 0.2)
+    return m.eval()
+
+
+@pytest.mark.parametrize('compressed, trigger', [(False, 'fixed'), (True, 'fixed'), (True, 'model')])
+def test_kv_cached_rollout_matches_recomputing_the_whole_context(compressed, trigger):
+    config = tiny(compressed)
+    m = random_model(config)
+    goals = torch.tensor([[4, 2], [0, 5], [8, 8], [1, 1]])
+    logits = []
+    for use_cache in (True, False):
+        r = InContextRollout(m, config, goals, compress_trigger=trigger, use_cache=use_cache, seed=5)
+        logits.append(torch.stack([r.step()[2] for _ in range(70)]))  # 70 steps: slides / closes many times
+        if compressed:
+            assert len(r.closed_region_lengths) > 3
+        else:
+            assert r.max_ctx_len == config['n_transit']
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-5)
+
+
+def test_compressed_context_never_exceeds_two_regions():
+    config = tiny(True)
+    R = config['compress_interval']
+    r = InContextRollout(random_model(config), config, torch.tensor([[4, 2], [0, 5]]), seed=0)
+    for step in range(1, 5 * R + 1):
+        r.step()
+        types = r.ctx['types']
+        for b in range(2):
+            ctx = types[b, :r.ctx_len[b]].tolist()
+            n_regions = ctx.count(OPEN)
+            assert n_regions <= 2 and ctx[0] == OPEN
+            current = step % R
+            if current == 0:  # a region just closed: <c> closed region </c> <c>
+                assert ctx == [OPEN] + [TRANSITION] * R + [CLOSE, OPEN]
+            elif step > R:  # <c> previous </c> <c> current so far
+                assert ctx == [OPEN] + [TRANSITION] * R + [CLOSE, OPEN] + [TRANSITION] * current
+    assert r.max_ctx_len == 2 * R + 3
+    assert all(x.tolist() == [R, R] for x in r.closed_region_lengths)
+
+
+def test_model_trigger_closes_regions_where_the_head_says():
+    config = tiny(True)
+    R = config['compress_interval']
+    m = random_model(config)
+    with torch.no_grad():
+        m.type_head.weight.zero_()
+        m.type_head.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # always predicts </compress>
+    r = InContextRollout(m, config, torch.tensor([[4, 2]]), compress_trigger='model')
+    for _ in range(6):
+        r.step()
+    assert [x.tolist() for x in r.closed_region_lengths] == [[1]] * 6
+    with torch.no_grad():
+        m.type_head.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # never predicts it: closes at the cap
+    r = InContextRollout(m, config, torch.tensor([[4, 2]]), compress_trigger='model')
+    for _ in range(2 * R):
+        r.step()
+    assert [x.tolist() for x in r.closed_region_lengths] == [[R], [R]]
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_evaluate_writes_results_in_goal_major_order(tmp_path, workdir, tiny_dataset, compressed, monkeypatch):
+    args = (COMPRESSED + TINY_COMPRESSED if compressed else TINY_STANDARD) + workdir
+    assert run_script('train.py', *args).returncode == 0
+    name = 'AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0'
+    run = tmp_path / 'runs' / name
+    proc = run_script('evaluate.py', *workdir)  # no run given: the most recent one
+    assert proc.returncode == 0, proc.stderr
+    assert f"most recently trained run, '{run}'" in proc.stdout and '(4, 2)' in proc.stdout
+    result = np.load(run / 'eval_result.npy')
+    assert result.shape == (8 * 2, 3) and result.dtype == np.float32
+    summary = json.loads((run / 'eval_summary.json').read_text())
+    assert summary['goals'][0] == [4, 2] and len(summary['goals']) == 8
+    assert summary['oracle_return_per_goal'][:2] == [19, 18]
+    np.testing.assert_allclose(summary['mean_return_per_goal'], result.reshape(8, 2, 3).mean((1, 2)), rtol=1e-5)
+    assert summary['mean_return'] == pytest.approx(float(result.mean()), rel=1e-5)
+    assert (run / 'in_context_curve.png').stat().st_size > 1000
+    # the rollout rows are goal-major: row r plays test goal r // eval_streams_per_goal
+    seen = {}
+    real = model.rollout.InContextRollout.__init__
+
+    def spy(self, m, config, goals, **kw):
+        seen['goals'] = goals.tolist()
+        real(self, m, config, goals, **kw)
+    monkeypatch.setattr(model.rollout.InContextRollout, '__init__', spy)
+    import evaluate
+    monkeypatch.setattr('sys.argv', ['evaluate.py', str(run), 'eval_episodes=1'])
+    evaluate.main()
+    goals = [list(map(int, all_goals(9)[i])) for i in summary['env_indices']]
+    assert seen['goals'] == [g for g in goals for _ in range(2)]
+
+
+def test_evaluate_error_paths(tmp_path, workdir, tiny_dataset):
+    assert_user_error(run_script('evaluate.py', *workdir), 'No trained run found')
+    assert_user_error(run_script('evaluate.py', str(tmp_path / 'nowhere')), 'not a run directory')
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+    run = tmp_path / 'runs' / 'AD-darkroom-seed0'
+    assert_user_error(run_script('evaluate.py', str(run), 'n_transit=3'), "'n_transit' is fixed by the trained run")
+    config = yaml.safe_load((run / 'config.yaml').read_text())
+    config['tf_n_embd'] = 64
+    (run / 'config.yaml').write_text(yaml.safe_dump(config))
+    assert_user_error(run_script('evaluate.py', str(run)), 'does not fit', 'config.yaml')
+    for ckpt in run.glob('ckpt-*.pt'):
+        ckpt.unlink()
+    assert_user_error(run_script('evaluate.py', str(run)), 'has no checkpoint')
+    assert not (run / 'eval_result.npy').exists()

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from dataset import HistoryWriter
+from dataset import HistoryWriter, rollout_returns
 from env import all_goals, oracle_return
 from utils import UserError, add_common_args, dataset_path, load_config, parse_args, run_main
 
@@ -35,12 +35,6 @@ def collect_goal(job):
     except Exception as exc:  # reported with the goal by the parent, which then aborts the whole run
         return env_idx, f'{type(exc).__name__}: {exc}', None
     return env_idx, history, time.time() - start
-
-
-def rollout_returns(rewards: np.ndarray, n_steps: int, horizon: int) -> np.ndarray:
-    """Mean episode return in each PPO rollout: rewards (T, n_stream) -> (T // n_steps,)."""
-    per_rollout = rewards[: rewards.shape[0] - rewards.shape[0] % n_steps].reshape(-1, n_steps, rewards.shape[1])
-    return per_rollout.sum(1).mean(1) * horizon / n_steps
 
 
 def main():

@@ -226,3 +226,30 @@ def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, d
         test = read_streams(f, test_idx, n_timesteps)
     cfg = dict(config, _dataset_path=str(path))
     return WindowSampler(train, cfg, device), WindowSampler(test, cfg, device), info
+
+
+def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:
+    """The PPO source's mean episode return per episode over the test goals' streams (None if no dataset)."""
+    path = dataset_path(config)
+    if not path.exists():
+        return None
+    with open_history(path) as f:
+        curves = []
+        for i in test_idx:
+            if str(i) not in f:
+                return None
+            curves.append(episode_returns(f[str(i)]['rewards'][:], config['horizon']).mean(1))
+    return np.mean(curves, axis=0)
+
+
+def episode_returns(rewards: np.ndarray, horizon: int) -> np.ndarray:
+    """rewards (T, n_stream) -> returns of the complete episodes (T // horizon, n_stream)."""
+    T = rewards.shape[0] - rewards.shape[0] % horizon
+    return rewards[:T].reshape(T // horizon, horizon, -1).sum(1)
+
+
+def rollout_returns(rewards: np.ndarray, n_steps: int, horizon: int) -> np.ndarray:
+    """Mean episode return in each PPO rollout: rewards (T, n_stream) -> (T // n_steps,)."""
+    per_rollout = rewards[: rewards.shape[0] - rewards.shape[0] % n_steps].reshape(-1, n_steps, rewards.shape[1])
+    return per_rollout.sum(1).mean(1) * horizon / n_steps
+

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import yaml
 
-from dataset import goal_split, open_history
+from dataset import goal_split, ppo_source_curve
 from env import all_goals, oracle_return
 from model import build_model
 from model.rollout import InContextRollout
 from utils import (QUICK_CONFIG, Config, UserError, atomic_path, atomic_write_text, check_key, checkpoints,
-                   dataset_path, get_config, parse_overrides, pick_device, run_main)
+                   get_config, parse_overrides, pick_device, run_main)
 
 # what the checkpoint fixes: the model, its context layout and the task split; the rest may be overridden
 FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 'train_env_ratio', 'model',
@@ -77,22 +77,6 @@ def load_run_model(run: Path, config: dict, device):
         raise UserError(f"Checkpoint '{path}' does not fit the run's config.yaml ({first}). It was written "
                         f"with another model config; retrain the run or restore its config.yaml.") from None
     return model.eval(), step
-
-
-def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:
-    """The PPO source's mean episode return per episode over the test goals' streams (None if no dataset)."""
-    path = dataset_path(config)
-    if not path.exists():
-        return None
-    with open_history(path) as f:
-        curves = []
-        for i in test_idx:
-            if str(i) not in f:
-                return None
-            rewards = f[str(i)]['rewards'][:]
-            T = rewards.shape[0] - rewards.shape[0] % config['horizon']
-            curves.append(rewards[:T].reshape(T // config['horizon'], config['horizon'], -1).sum(1).mean(1))
-    return np.mean(curves, axis=0)
 
 
 def plot_curve(file: Path, returns: np.ndarray, oracle_mean: float, ppo: np.ndarray | None, title: str) -> None:
@@ -190,8 +174,7 @@ def main():
     args.overrides = [a for a in args.items if '=' in a]
     runs = [Path(a) for a in args.items if '=' not in a]
     if not runs:
-        base = Config(runs_dir='runs')
-        base.set('runs_dir', get_config('config/env/darkroom.yaml')['runs_dir'], 'config/env/darkroom.yaml')
+        base = get_config(QUICK_CONFIG if args.quick else 'config/env/darkroom.yaml')
         for item in args.overrides:
             if item.startswith('runs_dir='):
                 parse_overrides(base, [item])

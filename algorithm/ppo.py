@@ -21,8 +21,7 @@ MARK_NONE, MARK_OPEN, MARK_CLOSE = 0, 1, 2
 class HistoryLogger(BaseCallback):
     """Record (state, action, reward, next_state, done, marker) for every stream at every env step.
 
-    Arrays are time-major: (T, n_stream, ...). ``rollout_returns`` holds the mean episode return of each
-    rollout batch (PPO's learning curve).
+    Arrays are time-major: (T, n_stream, ...).
     """
 
     def __init__(self):
@@ -84,12 +83,6 @@ def learn_goal(goal, config: dict, seed: int, tensorboard_log: str | None = None
     total = rollouts_needed(config) * config['n_steps'] * config['n_stream']
     model.learn(total_timesteps=total, callback=logger, tb_log_name='PPO')
     return logger.history()
-
-
-def episode_returns(rewards: np.ndarray, horizon: int) -> np.ndarray:
-    """rewards (T, n_stream) with T a multiple of ``horizon`` -> per-episode returns (T // horizon, n_stream)."""
-    T = rewards.shape[0] - rewards.shape[0] % horizon
-    return rewards[:T].reshape(T // horizon, horizon, -1).sum(1)
 
 
 def set_single_thread() -> None:

@@ -1,0 +1,407 @@
+"""Throughput of standard vs compressed-context AD, side by side, in one command.
+
+    python bench/bench.py                                   # both modes on cuda if present, else cpu
+    python bench/bench.py --device cpu --steps 5 --warmup 2 --json bench_cpu.json
+    python bench/bench.py --batch 512                       # the equal-batch rows at 512 sequences
+    python bench/bench.py --quick --device cpu              # tiny smoke run (seconds)
+    python bench/bench.py --collect [--quick]               # PPO collection throughput instead
+    python bench/bench.py tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to both modes
+
+Four rows: standard (config/model/ad_dr.yaml) and compressed (config/model/ad_dr_compressed.yaml),
+each once at its own ``train_batch_size`` (config 'default') and once at the common ``--batch``
+(config 'equal_batch', default: the standard config's ``train_batch_size``). Per row:
+
+* train step time: the mean over ``--steps`` timed steps after ``--warmup`` untimed ones. One step is
+  the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
+  device-resident synthetic histories (16 goals x 8 streams x 13 regions, built like
+  tests/conftest.py), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
+  AdamW (``train.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
+  the clock is read after ``torch.cuda.synchronize``.
+* action targets/s = batch * targets per window / step time (the useful training signal per second).
+* peak memory of training: on CUDA ``torch.cuda.max_memory_allocated`` after
+  ``reset_peak_memory_stats`` ('cuda_max_allocated', in-process); on CPU every row runs in a fresh
+  subprocess and reports the growth of its ``ru_maxrss`` from the start of the row (after imports and
+  data creation) to the end of training ('cpu_max_rss').
+* evaluation steps/s: ``model.rollout.InContextRollout`` (KV cache, fixed compression trigger) on
+  8 goals x 16 streams; one step = one env step of all 128 rollouts, timed over ``--eval-steps``
+  after the context has reached its steady state (standard: full and sliding after ``n_transit``
+  steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
+
+Then the ratios compressed / standard at the equal batch size. ``--json FILE`` writes the rows.
+
+``--collect`` measures PPO collection instead: ``algorithm.ppo.learn_goal`` on 2 goals with the PPO
+config (one torch thread) and reports seconds per goal per core.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from dataset import WindowSampler, goal_split  # noqa: E402
+from env import MOVES, all_goals, start_position, step_positions  # noqa: E402
+from model import ad_losses, build_model  # noqa: E402
+from model.rollout import InContextRollout  # noqa: E402
+from train import lr_lambda, make_optimizer  # noqa: E402  (train.py runs nothing on import)
+from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, UserError, atomic_write_text, load_config,  # noqa: E402
+                   pick_device, run_main)
+
+MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
+# synthetic history sizes: (goals, streams per goal, regions per stream)
+DATA = (16, 8, 13)
+QUICK_DATA = (4, 4, 6)
+# --quick: a tiny model and short regions (applied on top of config/quick.yaml)
+QUICK_OVERRIDES = ['tf_n_embd=32', 'tf_n_layer=2', 'tf_n_head=2', 'tf_dim_feedforward=64', 'compress_interval=16']
+QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32}  # three regions / two regions, as in the full configs
+EVAL_GOALS, EVAL_STREAMS = 8, 16
+COLLECT_GOALS = 2
+DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  # (full, --quick)
+
+
+# ----------------------------------------------------------------------------- configuration
+def mode_config(mode: str, quick: bool, overrides: list[str], batch: int | None = None):
+    """The config of one mode (+ the bench's quick sizes, the user's overrides, the row's batch size)."""
+    extra = []
+    if quick:
+        extra = QUICK_OVERRIDES + [f'n_transit={QUICK_N_TRANSIT[mode]}']
+    if batch is not None:
+        overrides = list(overrides) + [f'train_batch_size={batch}']
+    return load_config(MODES[mode], quick=quick, overrides=extra + list(overrides))
+
+
+def row_specs(args) -> list[dict]:
+    """The four rows: each mode at its own batch size, then both at the common one."""
+    defaults = {mode: mode_config(mode, args.quick, args.overrides)['train_batch_size'] for mode in MODES}
+    equal = args.batch or defaults['standard']
+    common = {'steps': args.steps, 'warmup': args.warmup, 'eval_steps': args.eval_steps, 'quick': args.quick,
+              'overrides': args.overrides, 'device': args.device}
+    specs = [dict(common, mode=m, config='default', batch=defaults[m]) for m in MODES]
+    specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in MODES]
+    for spec in specs:
+        mode_config(spec['mode'], args.quick, args.overrides, spec['batch'])  # config errors now, not in a child
+    return specs
+
+
+# ----------------------------------------------------------------------------- data
+def synthetic_streams(goals: np.ndarray, n_stream: int, T: int, region_len: int, grid_size: int,
+                      horizon: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Stream-major histories (N = goals * n_stream, T, ...) like tests/conftest.py ``synthetic_history``.
+
+    A learner that walks towards its goal with a probability growing over time (else acts at random),
+    all streams stepped at once; markers open and close a region every ``region_len`` steps.
+    """
+    rng = np.random.default_rng(seed)
+    goal = np.repeat(np.asarray(goals), n_stream, axis=0)  # (N, 2)
+    N = len(goal)
+    start = np.tile(start_position(grid_size), (N, 1))
+    pos = start.copy()
+    states = np.empty((N, T, 2), np.int32)
+    actions = np.empty((N, T), np.int32)
+    rewards = np.empty((N, T), np.int32)
+    for t in range(T):
+        d = goal - pos
+        toward = np.select([d[:, 0] > 0, d[:, 0] < 0, d[:, 1] > 0, d[:, 1] < 0], [0, 1, 2, 3], 4)
+        action = np.where(rng.random(N) < t / T, toward, rng.integers(0, 5, N))
+        states[:, t], actions[:, t] = pos, action
+        pos, rewards[:, t] = step_positions(pos, action, goal, MOVES, grid_size)
+        if (t + 1) % horizon == 0:
+            pos = start.copy()
+    markers = np.zeros(T, np.int32)
+    markers[::region_len], markers[region_len - 1::region_len] = 1, 2
+    return {'states': states, 'actions': actions, 'rewards': rewards, 'compress_markers': np.tile(markers, (N, 1))}
+
+
+def make_sampler(config, device, quick: bool) -> WindowSampler:
+    """Training windows from synthetic histories of training goals, resident on ``device``."""
+    n_goals, n_stream, n_regions = QUICK_DATA if quick else DATA
+    train_idx, _ = goal_split(config)
+    goals = all_goals(config['grid_size'])[train_idx[:n_goals]]
+    R = config['compress_interval']
+    streams = synthetic_streams(goals, n_stream, n_regions * R, R, config['grid_size'], config['horizon'])
+    return WindowSampler(streams, config, device)
+
+
+# ----------------------------------------------------------------------------- measurements
+def sync(device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def autocast(device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+
+
+def time_training(model, sampler, config, device, batch: int, steps: int, warmup: int) -> float:
+    """Mean seconds per end-to-end training step (sample, forward, backward, clip, AdamW, LR schedule)."""
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config['seed'])
+    model.train()
+
+    def step():
+        windows = sampler.sample(batch, gen)
+        with autocast(device):
+            loss = ad_losses(model, windows, config['token_type_loss_weight'], config['label_smoothing'])['loss']
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config['grad_clip'] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
+        optimizer.step()
+        scheduler.step()
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def eval_warmup_steps(config) -> int:
+    """Env steps until the rollout context is in its steady state (see the module docstring)."""
+    return config['compress_interval'] if config['use_compressed_context'] else config['n_transit']
+
+
+def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
+    """(env steps per second, rows) of a cached in-context rollout on EVAL_GOALS x EVAL_STREAMS."""
+    _, test_idx = goal_split(config)
+    goals = np.resize(all_goals(config['grid_size'])[test_idx], (EVAL_GOALS, 2))
+    rows = torch.as_tensor(np.repeat(goals, EVAL_STREAMS, axis=0), device=device)
+    rollout = InContextRollout(model, config, rows, compress_trigger='fixed', seed=config['eval_seed'])
+    for _ in range(eval_warmup_steps(config)):
+        rollout.step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        rollout.step()
+    sync(device)
+    return steps / (time.perf_counter() - start), rollout.B
+
+
+def max_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == 'darwin' else rss / 2 ** 10  # bytes on macOS, KiB on Linux
+
+
+def measure_row(spec: dict) -> dict:
+    """One row, in this process: training (step time, peak memory), then evaluation."""
+    device = torch.device(spec['device'])
+    config = mode_config(spec['mode'], spec['quick'], spec['overrides'], spec['batch'])
+    sampler = make_sampler(config, device, spec['quick'])
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        start_mib = torch.cuda.memory_allocated(device) / 2 ** 20
+    else:
+        start_mib = max_rss_mib()
+    torch.manual_seed(config['seed'])
+    model = build_model(config).to(device)
+    step_s = time_training(model, sampler, config, device, spec['batch'], spec['steps'], spec['warmup'])
+    if device.type == 'cuda':
+        peak, measure = torch.cuda.max_memory_allocated(device) / 2 ** 20, 'cuda_max_allocated'
+        peak_abs = peak
+    else:
+        peak_abs = max_rss_mib()
+        peak, measure = peak_abs - start_mib, 'cpu_max_rss'
+    eval_steps_per_s, eval_rows = time_evaluation(model, config, device, spec['eval_steps'])
+    targets = sampler.targets_per_window()
+    return {
+        'mode': spec['mode'], 'config': spec['config'], 'batch': spec['batch'],
+        'tokens': sampler.window_len, 'targets_per_window': targets,
+        'step_ms': step_s * 1e3, 'steps_per_s': 1 / step_s, 'action_targets_per_s': spec['batch'] * targets / step_s,
+        'peak_mib': peak, 'peak_measure': measure, 'mem_start_mib': start_mib, 'mem_peak_abs_mib': peak_abs,
+        'eval_steps_per_s': eval_steps_per_s, 'eval_transitions_per_s': eval_steps_per_s * eval_rows,
+        'eval_rows': eval_rows, 'eval_steps': spec['eval_steps'], 'eval_warmup_steps': eval_warmup_steps(config),
+        'steps': spec['steps'], 'warmup': spec['warmup'],
+        'n_params': sum(p.numel() for p in model.parameters()),
+        'device': str(device), 'device_name': device_name(device), 'threads': torch.get_num_threads(),
+        'quick': spec['quick'], 'overrides': list(spec['overrides']),
+    }
+
+
+def measure_row_in_subprocess(spec: dict) -> dict:
+    """CPU rows: a fresh process per row, so one row's peak RSS cannot hide the next one's."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--row', json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # stderr passes through
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark row {spec['mode']}/{spec['config']} failed (exit code {proc.returncode}); "
+                           f"see its error above")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- provenance
+def device_name(device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else 'unknown'
+
+
+def provenance() -> dict:
+    return {'torch': torch.__version__, 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'commit': git_commit(), 'cpu_count': os.cpu_count()}
+
+
+# ----------------------------------------------------------------------------- report
+COLUMNS = [('mode', 'mode', '{}'), ('config', 'config', '{}'), ('batch', 'batch', '{}'), ('tokens', 'tokens', '{}'),
+           ('targets_per_window', 'targets/win', '{}'), ('step_ms', 'step ms', '{:.1f}'),
+           ('steps_per_s', 'steps/s', '{:.2f}'), ('action_targets_per_s', 'targets/s', '{:,.0f}'),
+           ('peak_mib', 'peak MiB', '{:,.0f}'), ('eval_steps_per_s', 'eval steps/s', '{:.1f}'),
+           ('eval_transitions_per_s', 'eval trans/s', '{:,.0f}')]
+
+
+def format_table(rows: list[dict]) -> str:
+    head = [title for _, title, _ in COLUMNS]
+    body = [[fmt.format(row[key]) for key, _, fmt in COLUMNS] for row in rows]
+    widths = [max(len(c) for c in col) for col in zip(head, *body)]
+    line = lambda cells: '  '.join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    r = rows[0]
+    title = (f"device {r['device']} ({r['device_name']}, {r['threads']} threads), torch {r['torch']}, commit "
+             f"{r['commit']}; {r['steps']} timed steps after {r['warmup']} warmup; peak memory = {r['peak_measure']}"
+             + (' growth over the row' if r['peak_measure'] == 'cpu_max_rss' else '')
+             + f"; eval over {r['eval_steps']} steps of {r['eval_rows']} rollouts")
+    return '\n'.join([title, line(head), line(['-' * w for w in widths])] + [line(b) for b in body])
+
+
+def ratio(a: float, b: float) -> str:
+    return f'{a / b:.2f}x' if b > 0 else 'n/a'
+
+
+def format_ratios(rows: list[dict]) -> str:
+    lines = []
+    for config in ('equal_batch', 'default'):
+        pair = {r['mode']: r for r in rows if r['config'] == config}
+        s, c = pair['standard'], pair['compressed']
+        label = f"equal batch {s['batch']}" if config == 'equal_batch' else \
+            f"default batches ({s['batch']} / {c['batch']})"
+        lines.append(f"{label}: compressed {ratio(c['steps_per_s'], s['steps_per_s'])} steps/s, "
+                     f"{ratio(c['peak_mib'], s['peak_mib'])} peak memory, "
+                     f"{ratio(c['action_targets_per_s'], s['action_targets_per_s'])} action targets/s, "
+                     f"{ratio(c['eval_steps_per_s'], s['eval_steps_per_s'])} eval steps/s")
+    return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------- PPO collection
+def measure_collect(args) -> dict:
+    """Seconds per goal of ``learn_goal`` on one core (single torch thread), over COLLECT_GOALS goals."""
+    from algorithm.ppo import learn_goal, rollouts_needed, set_single_thread
+    config = load_config(quick=args.quick, overrides=args.overrides)
+    set_single_thread()
+    train_idx, _ = goal_split(config)
+    goals = all_goals(config['grid_size'])
+    seconds = []
+    for idx in train_idx[:COLLECT_GOALS]:
+        start = time.perf_counter()
+        learn_goal(goals[idx], config, seed=config['alg_seed'] + idx, tensorboard_log=None)
+        seconds.append(time.perf_counter() - start)
+    per_goal = float(np.mean(seconds))
+    transitions = rollouts_needed(config) * config['n_steps'] * config['n_stream']
+    cores = config['n_process'] or os.cpu_count() or 1
+    return {'mode': 'ppo_collect', 'goals': COLLECT_GOALS, 'seconds': seconds, 'seconds_per_goal_per_core': per_goal,
+            'transitions_per_goal': transitions, 'env_steps_per_s_per_core': transitions / per_goal,
+            'n_stream': config['n_stream'], 'n_steps': config['n_steps'], 'ppo_n_epochs': config['ppo_n_epochs'],
+            'ppo_batch_size': config['ppo_batch_size'], 'cores': cores,
+            'estimated_full_collect_s': per_goal * len(goals) / cores,
+            'device': 'cpu', 'device_name': device_name(torch.device('cpu')), 'threads': 1, 'quick': args.quick,
+            **provenance()}
+
+
+def format_collect(r: dict) -> str:
+    return (f"PPO collection ({r['goals']} goals, {r['n_stream']} streams x {r['transitions_per_goal'] // r['n_stream']} "
+            f"steps, one torch thread, torch {r['torch']}, commit {r['commit']}):\n"
+            f"  {r['seconds_per_goal_per_core']:.1f} s per goal per core "
+            f"({r['env_steps_per_s_per_core']:,.0f} env steps/s per core; goals took "
+            f"{', '.join(f'{s:.1f}' for s in r['seconds'])} s)\n"
+            f"  estimated full collect.py on {r['cores']} core(s): {r['estimated_full_collect_s'] / 60:.1f} min")
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='auto = cuda when available, else cpu')
+    parser.add_argument('--json', metavar='FILE', help='write the rows as a JSON list')
+    parser.add_argument('--steps', type=int, help='timed training steps per row (default 20; --quick 3)')
+    parser.add_argument('--warmup', type=int, help='untimed training steps first (default 5; --quick 1)')
+    parser.add_argument('--batch', type=int, help="equal batch size for both modes (default: the standard "
+                                                  "config's train_batch_size)")
+    parser.add_argument('--eval-steps', type=int, help='timed in-context env steps per row (default 200; --quick 20)')
+    parser.add_argument('--collect', action='store_true', help='measure PPO collection (seconds per goal per core) '
+                                                               'instead of training and evaluation')
+    parser.add_argument('--quick', action='store_true', help='tiny sizes for a smoke run (config/quick.yaml + a '
+                                                             'smaller model, short regions, few steps)')
+    parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one row (JSON spec) and print it
+    parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key in both modes')
+    args = parser.parse_intermixed_args(argv)
+    for name, (full, quick) in DEFAULT_COUNTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    for name in ('steps', 'eval_steps', 'batch'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+    if args.warmup < 0:
+        raise UserError(f'--warmup must be >= 0, got {args.warmup}.')
+    return args
+
+
+def write_json(path: str, rows: list[dict]) -> None:
+    atomic_write_text(path, json.dumps(rows, indent=2) + '\n')
+    print(f'Wrote {len(rows)} row(s) to {path}')
+
+
+def main():
+    args = parse_args()
+    if args.row:  # child process of a CPU run: one row as one JSON line on stdout
+        print(json.dumps(measure_row(json.loads(args.row))))
+        return 0
+    if args.collect:
+        row = measure_collect(args)
+        print(format_collect(row))
+        if args.json:
+            write_json(args.json, [row])
+        return 0
+    args.device = pick_device(args.device).type
+    specs = row_specs(args)
+    meta = provenance()
+    rows = []
+    for spec in specs:
+        print(f"measuring {spec['mode']:>10} {spec['config']:<11} batch {spec['batch']} on {args.device} ...",
+              file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        row = measure_row(spec) if args.device == 'cuda' else measure_row_in_subprocess(spec)
+        rows.append(dict(row, row_seconds=time.perf_counter() - start, **meta))
+    print(format_table(rows))
+    print()
+    print(format_ratios(rows))
+    if args.json:
+        write_json(args.json, rows)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

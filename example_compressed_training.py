@@ -1,0 +1,156 @@
+"""The whole workflow in one command: collect, train both modes, evaluate both, compare.
+
+    python example_compressed_training.py --mode all            # full scale (use a GPU for training)
+    python example_compressed_training.py --mode all --quick    # tiny setting, a few minutes on 2 CPU cores
+    python example_compressed_training.py --mode train runs_dir=/tmp/runs
+
+Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would; an
+existing dataset, a finished run and an up-to-date evaluation are reused rather than recomputed.
+``all`` ends with a comparison table (runs/comparison.md) and figure (figs/comparison.png).
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, PROJECT_ROOT, UserError, add_common_args, atomic_path,
+                   atomic_write_text, checkpoints, dataset_path, load_config, parse_args, run_dir, run_main)
+
+MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
+
+
+def run_step(title: str, args: list[str]) -> None:
+    print(f"\n=== {title}: python {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT)
+    if proc.returncode != 0:
+        raise UserError(f"'{title}' failed (python {' '.join(args)} exited with {proc.returncode}); see its "
+                        f"message above. Fix that and re-run: finished stages are reused.")
+
+
+def common(args) -> list[str]:
+    return (['--quick'] if args.quick else []) + list(args.overrides)
+
+
+def collect(args) -> None:
+    path = dataset_path(load_config(quick=args.quick, overrides=args.overrides))
+    if path.exists():
+        print(f"\n=== collect: reusing the existing dataset '{path}'")
+        return
+    run_step('collect', ['collect.py', *common(args)])
+
+
+def train(args) -> None:
+    for mode, model_config in MODES.items():
+        run_step(f'train {mode} AD', ['train.py', '--config', model_config, *common(args)])
+
+
+def evaluate(args) -> None:
+    for mode, model_config in MODES.items():
+        run = run_dir(load_config(model_config, args.quick, args.overrides))
+        ckpts = checkpoints(run)
+        result = run / 'eval_result.npy'
+        if ckpts and result.exists() and result.stat().st_mtime > ckpts[-1][1].stat().st_mtime:
+            print(f"\n=== evaluate {mode} AD: reusing '{result}' (newer than its last checkpoint)")
+            continue
+        eval_overrides = [o for o in args.overrides if o.split('=', 1)[0] in ('device', 'datasets_dir')
+                          or o.startswith('eval_')]
+        run_step(f'evaluate {mode} AD', ['evaluate.py', str(run), *(['--quick'] if args.quick else []),
+                                         *eval_overrides])
+
+
+def gather(args) -> dict:
+    """Measured numbers of both runs: train_summary.json, eval_result.npy, eval_summary.json."""
+    rows = {}
+    for mode, model_config in MODES.items():
+        run = run_dir(load_config(model_config, args.quick, args.overrides))
+        try:
+            train_summary = json.loads((run / 'train_summary.json').read_text())
+            eval_summary = json.loads((run / 'eval_summary.json').read_text())
+            returns = np.load(run / 'eval_result.npy')
+        except FileNotFoundError as exc:
+            raise UserError(f"'{run}' has no results yet ({Path(exc.filename).name} missing). Run "
+                            f"'python example_compressed_training.py --mode all' (with the same options).") from None
+        rows[mode] = {'run': str(run), 'steps_per_s': train_summary['steps_per_s'],
+                      'peak_mib': train_summary['peak_mib'], 'peak_kind': train_summary['peak_kind'],
+                      'device': train_summary['device'],
+                      'test_acc_action': train_summary['final_test']['acc_action'],
+                      'eval_mean': float(returns.mean()), 'eval_std': float(returns.std()),
+                      'curve': returns.mean(0), 'oracle_mean': eval_summary['oracle_mean']}
+    return rows
+
+
+def comparison_table(rows: dict) -> str:
+    s, c = rows['standard'], rows['compressed']
+    lines = ['| Metric | Standard AD | Compressed AD | Compressed / Standard |', '|---|---|---|---|']
+    lines.append(f"| Training speed (steps/s) | {s['steps_per_s']:.1f} | {c['steps_per_s']:.1f} | "
+                 f"{c['steps_per_s'] / s['steps_per_s']:.2f}x |")
+    lines.append(f"| Peak memory (MiB, {s['peak_kind']}) | {s['peak_mib']:.0f} | {c['peak_mib']:.0f} | "
+                 f"{c['peak_mib'] / s['peak_mib']:.2f}x |")
+    lines.append(f"| Test accuracy (test/acc_action) | {s['test_acc_action']:.3f} | {c['test_acc_action']:.3f} | "
+                 f"{c['test_acc_action'] / max(s['test_acc_action'], 1e-9):.2f}x |")
+    lines.append(f"| Eval reward (mean ± std) | {s['eval_mean']:.2f} ± {s['eval_std']:.2f} | "
+                 f"{c['eval_mean']:.2f} ± {c['eval_std']:.2f} | {c['eval_mean'] / max(s['eval_mean'], 1e-9):.2f}x |")
+    lines.append(f"| Oracle return | {s['oracle_mean']:.2f} | {c['oracle_mean']:.2f} | |")
+    return '\n'.join(lines)
+
+
+def plot_comparison(rows: dict, ppo, file: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for mode, color in (('standard', 'tab:blue'), ('compressed', 'tab:green')):
+        curve = rows[mode]['curve']
+        ax.plot(np.arange(1, len(curve) + 1), curve, color=color, label=f'{mode} AD')
+    if ppo is not None:
+        ax.plot(np.arange(1, len(ppo) + 1), ppo, color='tab:orange', label='PPO source')
+    ax.axhline(rows['standard']['oracle_mean'], color='k', ls='--', label='oracle')
+    ax.set_xlabel('episode')
+    ax.set_ylabel('mean return, held-out goals')
+    ax.set_title('In-context learning: standard vs compressed AD')
+    ax.legend(loc='lower right')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(file, suffix='.png') as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)
+
+
+def compare(args) -> None:
+    from dataset import goal_split, ppo_source_curve
+    rows = gather(args)
+    config = load_config(quick=args.quick, overrides=args.overrides)
+    table = comparison_table(rows)
+    device = rows['standard']['device']
+    header = (f"# Standard vs compressed AD\n\nMeasured by `python example_compressed_training.py --mode all"
+              f"{' --quick' if args.quick else ''}` (training on {device}).\n\n")
+    out = Path(config['runs_dir']) / 'comparison.md'
+    atomic_write_text(out, header + table + '\n')
+    figure = Path(args.out_dir) / 'comparison.png'
+    plot_comparison(rows, ppo_source_curve(config, goal_split(config)[1]), figure)
+    print('\n' + table)
+    print(f"\nWrote {out} and {figure}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
+    parser.add_argument('--out_dir', default='figs', help='where the comparison figure goes')
+    add_common_args(parser)
+    args = parse_args(parser)
+    load_config(quick=args.quick, overrides=args.overrides)  # bad overrides fail here, before any work
+    if args.mode in ('collect', 'all'):
+        collect(args)
+    if args.mode in ('train', 'all'):
+        train(args)
+    if args.mode in ('eval', 'all'):
+        evaluate(args)
+    if args.mode in ('eval', 'all'):
+        compare(args)
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,48 @@
+"""The quick-start workflow end to end: the one-shot example, and the edit of train.py it describes."""
+import argparse
+import re
+
+import numpy as np
+
+from tests.conftest import ROOT, assert_user_error, run_script
+
+QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
+
+
+def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdir):
+    out = ['--out_dir', str(tmp_path / 'figs')]
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *out, *workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = tmp_path / 'runs'
+    for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):
+        result = np.load(runs / name / 'eval_result.npy')
+        assert result.shape == (8 * 4, 20) and np.isfinite(result).all()
+        assert (runs / name / 'in_context_curve.png').stat().st_size > 1000
+    table = (runs / 'comparison.md').read_text()
+    for row in ('Training speed (steps/s)', 'Peak memory', 'Test accuracy (test/acc_action)', 'Eval reward (mean ± std)'):
+        line = next(l for l in table.splitlines() if l.startswith(f'| {row}'))
+        numbers = re.findall(r'\d+(?:\.\d+)?', line.split('|', 2)[2])
+        assert len(numbers) >= 3, line  # standard, compressed and their ratio
+    assert (tmp_path / 'figs' / 'comparison.png').stat().st_size > 1000
+    # a second run reuses the dataset, the finished runs and their evaluations
+    again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *out, *workdir)
+    assert again.returncode == 0, again.stderr
+    assert 'reusing the existing dataset' in again.stdout and again.stdout.count('already finished') == 2
+    assert again.stdout.count("reusing '") == 2
+
+
+def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):
+    assert_user_error(run_script('example_compressed_training.py', '--quick', 'n_stram=2', *workdir), "'n_stream'")
+    assert not (tmp_path / 'datasets').exists()
+
+
+def test_the_quick_start_edit_of_train_py_switches_to_compressed_mode():
+    source = (ROOT / 'train.py').read_text()
+    assert source.count(QUICK_LINE) == 1
+    assert source.splitlines().index(next(l for l in source.splitlines() if QUICK_LINE in l)) < 40  # near the top
+    edited = source.replace(QUICK_LINE, QUICK_LINE.replace('ad_dr.yaml', 'ad_dr_compressed.yaml'))
+    namespace = {'__name__': 'train_edited'}
+    exec(compile(edited, 'train_edited.py', 'exec'), namespace)
+    args = argparse.Namespace(config=None, quick=False, overrides=[])
+    config = namespace['read_config'](args)
+    assert config['use_compressed_context'] and config['n_transit'] == 160 and config['compress_interval'] == 80

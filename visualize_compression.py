@@ -1,0 +1,376 @@
+"""Look at the compression markers in a learning-history file.
+
+    python visualize_compression.py                              # env 0, stream 0, first 500 steps
+    python visualize_compression.py --env_idx 0 --max_steps 500  # -> figs/compression_env0_stream0.png
+    python visualize_compression.py --env_idx 40 --stream 7 --quick
+    python visualize_compression.py --analyze                    # check every env and stream
+    python visualize_compression.py --analyze --dataset other.hdf5 --out_dir /tmp/figs
+
+Plot mode draws one stream's history over time: reward per step and per-episode return, action,
+position (row, col), episode ends (thin grey lines) and the compression regions: each PPO rollout
+batch shaded light green (alternate regions a shade darker so neighbours stay apart), ``<compress>``
+(marker 1, first transition of the rollout) as green bars and ``</compress>`` (marker 2, its last
+transition) as red bars, with a strip panel that shows the markers alone.
+
+``--analyze`` checks every env and stream against the rule "a region is exactly n_steps
+transitions: 1, then zeros, then 2" (n_steps from the file's stored config, or inferred from the
+marker spacing for older files), prints a per-env table and every problem as a
+``MISPLACED MARKERS: env E stream S step T (expected X, found Y)`` line (the first few of them),
+and saves figs/compression_analysis.png: the PPO learning curve per region, the histogram of region
+lengths and the bad markers per env. It is a report: it exits 0 even when it finds problems.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from dataset import file_config, open_history, rollout_returns  # noqa: E402
+from env import all_goals, oracle_return  # noqa: E402
+from utils import UserError, add_common_args, atomic_path, dataset_path, load_config, parse_args, run_main  # noqa: E402
+
+OPEN, CLOSE = 1, 2  # <compress>, </compress>
+ACTION_NAMES = ['row+1', 'row-1', 'col+1', 'col-1', 'stay']
+MAX_PROBLEMS_SHOWN = 10
+REGION_SHADES = ('#c8ecc8', '#9fdc9f')  # alternating light greens
+OPEN_COLOR, CLOSE_COLOR, DONE_COLOR = 'tab:green', 'tab:red', '0.6'
+
+
+# ----------------------------------------------------------------------------- marker arithmetic (pure numpy)
+def expected_markers(T: int, n_steps: int) -> np.ndarray:
+    """The markers a correct stream of length T has: (T,) with 1 every n_steps, 2 just before the next 1."""
+    t = np.arange(T) % n_steps
+    return np.where(t == 0, OPEN, np.where(t == n_steps - 1, CLOSE, 0)).astype(np.int32)
+
+
+def find_regions(markers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions in stream-major markers (S, T): a 1 followed, as the next marker of its stream, by a 2.
+
+    Returns (stream, start, end) arrays, one entry per region, ``end`` inclusive.
+    """
+    stream, t = np.nonzero(markers)  # row-major: sorted by stream, then time
+    value = markers[stream, t]
+    pair = (value[:-1] == OPEN) & (value[1:] == CLOSE) & (stream[:-1] == stream[1:])
+    i = np.flatnonzero(pair)
+    return stream[i], t[i], t[i + 1]
+
+
+def marker_problems(markers: np.ndarray, n_steps: int) -> np.ndarray:
+    """Misplaced or missing markers in (S, T): rows (stream, step, expected, found), by stream then step."""
+    expected = expected_markers(markers.shape[1], n_steps)
+    stream, t = np.nonzero(markers != expected)
+    return np.stack([stream, t, expected[t], markers[stream, t]], axis=1)
+
+
+def infer_n_steps(markers: np.ndarray) -> int | None:
+    """The most common spacing of one stream's ``<compress>`` markers (None with fewer than two)."""
+    opens = np.flatnonzero(markers == OPEN)
+    if len(opens) < 2:
+        return None
+    return int(np.bincount(np.diff(opens)).argmax())
+
+
+def episode_spans(dones: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per episode of one stream: (first step, last step, return). The last one may be cut off."""
+    episode = np.concatenate([[0], np.cumsum(dones[:-1])])
+    _, starts = np.unique(episode, return_index=True)
+    ends = np.append(starts[1:] - 1, len(dones) - 1)
+    return starts, ends, np.bincount(episode, weights=rewards)
+
+
+# ----------------------------------------------------------------------------- file access
+def env_groups(f) -> list[int]:
+    return sorted(int(k) for k in f.keys() if k.isdigit())
+
+
+def no_markers_error(path) -> UserError:
+    return UserError(f"No compression markers found in '{path}': it was written by older code without "
+                     f"'compress_markers', so there are no regions to show; run collect.py again "
+                     f"('python collect.py --force') to regenerate the dataset with markers.")
+
+
+def group_goal(group, env_idx: int, grid_size: int) -> tuple[int, int]:
+    goal = group.attrs.get('goal')
+    if goal is None:
+        goal = all_goals(grid_size)[env_idx]
+    return int(goal[0]), int(goal[1])
+
+
+def region_length(f, config: dict) -> tuple[int, str]:
+    """n_steps of the file: from its stored config, else from the marker spacing of its first stream."""
+    stored = file_config(f).get('n_steps')
+    if stored:
+        return int(stored), "the file's stored config"
+    first = f[str(env_groups(f)[0])]
+    inferred = infer_n_steps(first['compress_markers'][:, 0])
+    if inferred:
+        return inferred, 'the spacing of the <compress> markers of env 0 stream 0'
+    return config['n_steps'], 'the config (the file stores none and its markers give no spacing)'
+
+
+def save_figure(fig, file: Path) -> None:
+    with atomic_path(file, suffix='.png') as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- plot mode
+def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict, out_dir: Path) -> Path:
+    groups = env_groups(f)
+    if not groups:
+        raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
+    if str(env_idx) not in f:
+        raise UserError(f"--env_idx {env_idx} is not in '{path}', which holds env indices "
+                        f"{groups[0]}..{groups[-1]}. Pick one of those.")
+    group = f[str(env_idx)]
+    if 'compress_markers' not in group:
+        raise no_markers_error(path)
+    T, n_stream = group['actions'].shape
+    if not 0 <= stream < n_stream:
+        raise UserError(f"--stream {stream} is out of range: env {env_idx} has {n_stream} streams (0..{n_stream - 1}).")
+    if max_steps < 1:
+        raise UserError(f"--max_steps must be at least 1, got {max_steps}.")
+    n = min(max_steps, T)
+    stored = file_config(f)
+    grid_size = stored.get('grid_size', config['grid_size'])
+    goal = group_goal(group, env_idx, grid_size)
+    read = lambda name: group[name][:n, stream]  # noqa: E731
+    rewards, actions, dones, markers, states = (read(k) for k in ('rewards', 'actions', 'dones', 'compress_markers',
+                                                                 'states'))
+    n_steps, _ = region_length(f, config)
+    t = np.arange(n)
+    opens, closes = np.flatnonzero(markers == OPEN), np.flatnonzero(markers == CLOSE)
+    # a region runs from its <compress> to the next </compress>, but never past the next <compress> or the window
+    close_after = np.append(closes, n - 1)[np.searchsorted(closes, opens)]
+    region_end = np.minimum(close_after, np.append(opens[1:] - 1, n - 1))
+    bad = marker_problems(markers[None], n_steps)[:, 1:]  # (step, expected, found) inside the window
+    ep_start, ep_end, ep_return = episode_spans(dones, rewards)
+
+    fig, axes = plt.subplots(5, 1, figsize=(14, 10), sharex=True,
+                             gridspec_kw={'height_ratios': [0.7, 1.2, 1.2, 1.2, 1.6]})
+    ax_mark, ax_rew, ax_ret, ax_act, ax_pos = axes
+    for ax in axes:
+        for k, (a, b) in enumerate(zip(opens, region_end)):
+            ax.axvspan(a - 0.5, b + 0.5, color=REGION_SHADES[k % 2], alpha=0.55, lw=0, zorder=0)
+        ax.vlines(np.flatnonzero(dones) + 0.5, 0, 1, transform=ax.get_xaxis_transform(), color=DONE_COLOR,
+                  lw=0.6, zorder=1)
+        if ax is not ax_mark:
+            ax.vlines(opens, 0, 1, transform=ax.get_xaxis_transform(), color=OPEN_COLOR, lw=1.6, zorder=2)
+            ax.vlines(closes, 0, 1, transform=ax.get_xaxis_transform(), color=CLOSE_COLOR, lw=1.6, zorder=2)
+        ax.grid(axis='y', alpha=0.3)
+
+    # the markers alone: <compress> up, </compress> down, region number and length above each region
+    ax_mark.axhline(0, color='k', lw=0.5)
+    ax_mark.vlines(opens, 0, 1, color=OPEN_COLOR, lw=2.2, zorder=3)
+    ax_mark.vlines(closes, -1, 0, color=CLOSE_COLOR, lw=2.2, zorder=3)
+    ax_mark.plot(opens, np.ones(len(opens)), '^', color=OPEN_COLOR, ms=6, zorder=4)
+    ax_mark.plot(closes, -np.ones(len(closes)), 'v', color=CLOSE_COLOR, ms=6, zorder=4)
+    ax_mark.plot(bad[:, 0], np.zeros(len(bad)), 'X', color='k', ms=9, zorder=5)
+    ax_mark.set_ylim(-1.3, 1.9)
+    ax_mark.set_yticks([-1, 1], ['</compress>', '<compress>'])
+    for k, (a, b) in enumerate(zip(opens, region_end)):
+        closed = markers[b] == CLOSE
+        note = '' if closed else ' (cut)' if b == n - 1 else ' (no </compress>)'
+        narrow = (b - a + 1) < 0.1 * n  # too narrow for the long label
+        label = f'{b - a + 1}{note}' if narrow else f'region {k}: {b - a + 1}{note}'
+        ax_mark.text((a + b) / 2, 1.45, label, ha='center', va='center', fontsize=8, clip_on=True)
+    ax_mark.set_title(f'Dark Room env {env_idx}, goal {goal}: stream {stream}, transitions 0..{n - 1} of {T}'
+                      + f'  |  PPO rollouts of n_steps = {n_steps} transitions')
+
+    ax_rew.fill_between(t, rewards, step='mid', color='tab:orange', alpha=0.8, zorder=3)
+    ax_rew.set_ylabel('reward\nper step')
+    ax_rew.set_ylim(-0.1, 1.2)
+
+    ax_ret.hlines(ep_return, ep_start - 0.5, ep_end + 0.5, color='tab:purple', lw=2.2, zorder=3)
+    ax_ret.set_ylabel('episode\nreturn')
+    ax_ret.set_ylim(-0.5, max(1.0, float(ep_return.max()) * 1.15) if len(ep_return) else 1.0)
+
+    ax_act.scatter(t, actions, s=6, color='tab:blue', zorder=3)
+    ax_act.set_yticks(range(len(ACTION_NAMES)), ACTION_NAMES)
+    ax_act.set_ylabel('action')
+
+    ax_pos.step(t, states[:, 0], where='mid', color='tab:brown', lw=1.1, label='row', zorder=3)
+    ax_pos.step(t, states[:, 1], where='mid', color='tab:cyan', lw=1.1, label='col', zorder=3)
+    ax_pos.axhline(goal[0], color='tab:brown', ls='--', lw=1, zorder=3)
+    ax_pos.axhline(goal[1], color='tab:cyan', ls='--', lw=1, zorder=3)
+    ax_pos.set_ylim(-0.5, grid_size - 0.5)
+    ax_pos.set_ylabel('position')
+    ax_pos.set_xlabel('transition t of the stream')
+    ax_pos.set_xlim(-0.5, n - 0.5)
+
+    handles = [Patch(color=REGION_SHADES[0], label='compression region (one PPO rollout)'),
+               Line2D([], [], color=OPEN_COLOR, lw=2, label='<compress> (marker 1)'),
+               Line2D([], [], color=CLOSE_COLOR, lw=2, label='</compress> (marker 2)'),
+               Line2D([], [], color=DONE_COLOR, lw=1, label='episode end (done)'),
+               Patch(color='tab:orange', label='reward'),
+               Line2D([], [], color='tab:purple', lw=2, label='episode return'),
+               Line2D([], [], color='tab:blue', marker='o', ls='', ms=3, label='action'),
+               Line2D([], [], color='tab:brown', label='row (dashed: goal row)'),
+               Line2D([], [], color='tab:cyan', label='col (dashed: goal col)')]
+    if len(bad):
+        handles.append(Line2D([], [], color='k', marker='X', ls='', ms=8,
+                              label=f'misplaced/missing marker (not on {n_steps}-step boundary)'))
+    fig.legend(handles=handles, loc='lower center', ncol=5, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    file = out_dir / f'compression_env{env_idx}_stream{stream}.png'
+    save_figure(fig, file)
+
+    lengths = region_end - opens + 1
+    print(f"env {env_idx} goal {goal} stream {stream}: {len(opens)} <compress> and {len(closes)} </compress> in "
+          f"transitions 0..{n - 1}; region lengths {', '.join(map(str, lengths[:12]))}"
+          f"{' ...' if len(lengths) > 12 else ''}; {int(dones.sum())} episode ends.")
+    for step, exp, found in bad[:MAX_PROBLEMS_SHOWN]:
+        print(f"MISPLACED MARKERS: env {env_idx} stream {stream} step {step} (expected {exp}, found {found})")
+    if len(bad):
+        print(f"{len(bad)} marker(s) in this window are not on {n_steps}-step boundaries (black X in the figure); "
+              f"'python visualize_compression.py --analyze' checks the whole file.")
+    return file
+
+
+# ----------------------------------------------------------------------------- analysis mode
+def analyze(f, path, config: dict, out_dir: Path) -> Path:
+    start = time.time()
+    groups = env_groups(f)
+    if not groups:
+        raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
+    lacking = [i for i in groups if 'compress_markers' not in f[str(i)]]
+    if lacking:
+        raise no_markers_error(path)
+    stored = file_config(f)
+    grid_size, horizon = stored.get('grid_size', config['grid_size']), stored.get('horizon', config['horizon'])
+    n_steps, source = region_length(f, config)
+    print(f"Dataset {path}: {len(groups)} envs; n_steps = {n_steps} (from {source}).")
+
+    rows, curves, all_lengths, problems, bad_per_env, incomplete = [], [], [], [], [], []
+    for i in groups:
+        group = f[str(i)]
+        markers = group['compress_markers'][:].T  # (S, T)
+        S, T = markers.shape
+        curve = rollout_returns(group['rewards'][:], n_steps, horizon) if T >= n_steps else np.zeros(0)
+        stream, a, b = find_regions(markers)
+        per_stream = np.bincount(stream, minlength=S)
+        lengths = b - a + 1
+        bad = marker_problems(markers, n_steps)
+        goal = group_goal(group, i, grid_size)
+        rows.append((i, goal, S, T, per_stream.min(), per_stream.max(), lengths.min(initial=T), lengths.max(initial=0),
+                     len(bad), curve[0] if len(curve) else np.nan, curve[-1] if len(curve) else np.nan))
+        curves.append(curve)
+        all_lengths.append(lengths)
+        bad_per_env.append(len(bad))
+        problems.extend((i, *p) for p in bad[:MAX_PROBLEMS_SHOWN])
+        if T % n_steps:
+            incomplete.append((i, T))
+
+    print(f"\n{'env':>4} {'goal':>7} {'streams':>7} {'T':>6} {'regions/stream':>14} {'len min':>7} {'len max':>7} "
+          f"{'bad':>5} {'return first':>12} {'return last':>11}")
+    for i, goal, S, T, rmin, rmax, lmin, lmax, nbad, first, last in rows:
+        regions = f'{rmin}' if rmin == rmax else f'{rmin}-{rmax}'
+        print(f"{i:>4} {str(goal).replace(' ', ''):>7} {S:>7} {T:>6} {regions:>14} {lmin:>7} {lmax:>7} {nbad:>5} "
+              f"{first:>12.2f} {last:>11.2f}")
+
+    lengths = np.concatenate(all_lengths)
+    n_bad, n_streams = int(sum(bad_per_env)), sum(r[2] for r in rows)
+    n_regions = len(lengths)
+    n_curve = min(len(c) for c in curves)
+    curve = np.stack([c[:n_curve] for c in curves])  # (n_env, n_regions)
+    oracle = np.mean([oracle_return(g, grid_size, horizon) for _, g, *_ in rows])
+    span = f'{lengths.min()}..{lengths.max()}' if n_regions else 'none'
+    print(f"\nTotal: {len(groups)} envs, {n_streams} streams, {n_regions} complete regions; region lengths "
+          f"{span} (n_steps = {n_steps}); {n_bad} misplaced or "
+          f"missing markers in {sum(b > 0 for b in bad_per_env)} envs.")
+    if n_curve:
+        print(f"PPO mean episode return per region, averaged over envs: first region {curve[:, 0].mean():.2f}, "
+              f"last region {curve[:, -1].mean():.2f} (oracle {oracle:.2f}).")
+    for i, T in incomplete[:MAX_PROBLEMS_SHOWN]:
+        print(f"INCOMPLETE REGION: env {i} has T = {T}, not a multiple of n_steps = {n_steps}; the last "
+              f"{T % n_steps} transitions of each stream form no whole region.")
+    if n_bad:
+        for i, s, step, exp, found in problems[:MAX_PROBLEMS_SHOWN]:
+            print(f"MISPLACED MARKERS: env {i} stream {s} step {step} (expected {exp}, found {found})")
+        if n_bad > MAX_PROBLEMS_SHOWN:
+            print(f"... and {n_bad - MAX_PROBLEMS_SHOWN} more (see the table and figure).")
+        print(f"Markers are NOT all on {n_steps}-step boundaries: compressed training refuses this file; "
+              f"run 'python collect.py --force' to regenerate it.")
+    else:
+        print(f"All markers on n_steps boundaries: every region is exactly {n_steps} transitions "
+              f"(<compress>, {n_steps - 2} transitions, </compress>).")
+
+    file = out_dir / 'compression_analysis.png'
+    plot_analysis(curve, oracle, lengths, np.array([r[0] for r in rows]), np.array(bad_per_env), n_steps, file)
+    print(f"Analysed {len(groups)} envs in {time.time() - start:.1f} s.")
+    return file
+
+
+def plot_analysis(curve: np.ndarray, oracle: float, lengths: np.ndarray, envs: np.ndarray, bad: np.ndarray,
+                  n_steps: int, file: Path) -> None:
+    fig, (ax_c, ax_h, ax_b) = plt.subplots(1, 3, figsize=(16, 4.5))
+    k = np.arange(curve.shape[1])
+    if curve.size:
+        ax_c.fill_between(k, curve.min(0), curve.max(0), color='tab:green', alpha=0.2, label='min..max over envs')
+        ax_c.plot(k, curve.mean(0), color='tab:green', marker='o', ms=3, label='mean over envs')
+    ax_c.axhline(oracle, color='k', ls='--', lw=1, label='oracle (mean)')
+    ax_c.set_xlabel('region (PPO rollout) index')
+    ax_c.set_ylabel('PPO mean episode return')
+    ax_c.set_title(f'(a) PPO learning curve, {len(envs)} envs')
+    ax_c.legend(fontsize=8)
+    ax_c.grid(alpha=0.3)
+
+    if len(lengths):
+        lo, hi = min(lengths.min(), n_steps), max(lengths.max(), n_steps)
+        edges = np.arange(lo, hi + 2) - 0.5
+        ax_h.hist(lengths, bins=edges if len(edges) <= 200 else 100, color='tab:green')
+        ax_h.set_xlim(lo - max(3, (hi - lo) // 20), hi + max(3, (hi - lo) // 20))
+        ax_h.set_yscale('log')  # a few stray lengths stay visible next to ~10^5 good ones
+        ax_h.set_ylim(bottom=0.5)
+    ax_h.axvline(n_steps, color='k', ls='--', lw=1, label=f'n_steps = {n_steps}')
+    ax_h.xaxis.get_major_locator().set_params(integer=True)
+    ax_h.set_xlabel('region length (transitions)')
+    ax_h.set_ylabel('regions')
+    ax_h.set_title(f'(b) region lengths ({len(lengths)} regions)')
+    ax_h.legend(fontsize=8)
+
+    ax_b.bar(envs, bad, color=np.where(bad > 0, 'tab:red', 'tab:green'), width=0.8)
+    ax_b.set_xlabel('env index')
+    ax_b.set_ylabel('misplaced / missing markers')
+    ax_b.set_title(f'(c) bad markers per env (total {int(bad.sum())})')
+    ax_b.set_ylim(0, max(1, int(bad.max(initial=0))) * 1.1)
+    if not bad.any():
+        ax_b.text(0.5, 0.5, 'no misplaced or missing markers', transform=ax_b.transAxes, ha='center',
+                  color='tab:green', fontsize=12)
+    ax_b.grid(axis='y', alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, file)
+
+
+# ----------------------------------------------------------------------------- CLI
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--env_idx', type=int, default=0, help='env (goal) index to plot (default 0)')
+    parser.add_argument('--max_steps', type=int, default=500, help='plot the first M transitions (default 500)')
+    parser.add_argument('--stream', type=int, default=0, help='which parallel PPO stream to plot (default 0)')
+    parser.add_argument('--dataset', help='history file (default: the config\'s datasets_dir/history_...hdf5)')
+    parser.add_argument('--analyze', action='store_true', help='check every env and stream; print a report')
+    parser.add_argument('--out_dir', default='figs', help='where figures go (default figs)')
+    add_common_args(parser)
+    args = parse_args(parser)
+    config = load_config(quick=args.quick, overrides=args.overrides)
+    path = Path(args.dataset) if args.dataset else dataset_path(config)
+    out_dir = Path(args.out_dir)
+    with open_history(path) as f:
+        if args.analyze:
+            file = analyze(f, path, config, out_dir)
+        else:
+            file = plot_stream(f, path, args.env_idx, args.stream, args.max_steps, config, out_dir)
+    print(f'Saved {file}')
+
+
+if __name__ == '__main__':
+    run_main(main)

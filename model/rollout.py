@@ -50,9 +50,13 @@ class InContextRollout:
         self.ctx_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self.region_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self.rows = torch.arange(self.B, device=self.device)
-        # instrumentation: the longest context any row held, and every region length that closed
-        self.max_ctx_len = 0
-        self.closed_region_lengths: list[torch.Tensor] = []
+        # host-side clocks: all rows move in lock-step except model-triggered region closes, so most
+        # decisions need no device->host sync
+        self.filled = 0        # standard: transitions in the window
+        self.region_step = 0   # compressed, fixed trigger: transitions in the current region
+        # instrumentation (device tensors, read after the rollout): longest context, closed region lengths
+        self._max_ctx_len = torch.zeros((), dtype=torch.long, device=self.device)
+        self._closed: list[torch.Tensor] = []
         self.pos = self.env.reset()
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
@@ -61,48 +65,54 @@ class InContextRollout:
             self.ctx_len[:] = 1
             if use_cache:
                 with self.autocast:
-                    self._prefill(self.rows)
+                    self._prefill(self.rows, 1)
 
     # ------------------------------------------------------------------ context bookkeeping
     def _append(self, token: dict[str, torch.Tensor]) -> None:
         """Write one token per row at ``ctx_len`` (sliding the window first where standard mode is full)."""
-        if not self.compressed:
-            full = self.ctx_len == self.n_transit
-            if bool(full.any()):  # all rows move in lock-step in standard mode
-                for f in FIELDS:
-                    self.ctx[f][:, :-1] = self.ctx[f][:, 1:].clone()
-                self.ctx_len -= full.long()
+        if not self.compressed and self.filled == self.n_transit:
+            for f in FIELDS:
+                self.ctx[f][:, :-1] = self.ctx[f][:, 1:].clone()
+            self.ctx_len -= 1
         for f in FIELDS:
             self.ctx[f][self.rows, self.ctx_len] = token[f].to(self.ctx[f].dtype)
         self.ctx_len += 1
-        self.max_ctx_len = max(self.max_ctx_len, int(self.ctx_len.max()))
+        self.filled = min(self.filled + 1, self.n_transit)
+        self._max_ctx_len = torch.maximum(self._max_ctx_len, self.ctx_len.max())
 
-    def _prefill(self, rows: torch.Tensor):
-        P = int(self.ctx_len[rows].max())
-        fields = [self.ctx[f][rows, :P] for f in FIELDS]
+    @property
+    def max_ctx_len(self) -> int:
+        """The longest context any row has held so far (tokens)."""
+        return int(self._max_ctx_len)
+
+    @property
+    def closed_region_lengths(self) -> list[torch.Tensor]:
+        """Lengths of the regions closed so far, one (rows closing,) tensor per close event."""
+        return [x.cpu() for x in self._closed]
+
+    def _prefill(self, rows: torch.Tensor, width: int):
+        """Re-encode the first ``width`` context tokens of ``rows`` into the cache."""
+        fields = [self.ctx[f][rows, :width] for f in FIELDS]
         return self.model.prefill(*fields, cache=self.cache, rows=rows, lengths=self.ctx_len[rows])
 
     def _recompute(self):
         """Logits at each row's last context position from a full forward pass (no cache)."""
-        P = int(self.ctx_len.max())
+        P = self.filled if not self.compressed else int(self.ctx_len.max())
         action_logits, type_logits = self.model(*[self.ctx[f][:, :P] for f in FIELDS])
         last = self.ctx_len - 1
         return action_logits[self.rows, last], (type_logits[self.rows, last] if type_logits is not None else None)
 
-    def _close_regions(self, closing: torch.Tensor) -> None:
-        """Rows ``closing`` (bool (B,)): context becomes ``<c> current region </c> <c>``; re-encode it."""
-        rows = closing.nonzero().squeeze(1)
-        if len(rows) == 0:
-            return
+    def _close_regions(self, rows: torch.Tensor, width: int) -> None:
+        """Rows ``rows``: the context becomes ``<c> current region </c> <c>``; re-encode it.
+
+        ``width`` bounds the closing regions' lengths (known on the host for the fixed trigger).
+        """
         n = self.region_len[rows]
-        self.closed_region_lengths.append(n.cpu())
+        self._closed.append(n)
         start = self.ctx_len[rows] - n  # first transition of the current region
-        width = int(n.max())
-        src = start[:, None] + torch.arange(width, device=self.device)  # (r, width)
-        src = src.clamp(max=self.ctx['types'].shape[1] - 1)
+        src = (start[:, None] + torch.arange(width, device=self.device)).clamp(max=self.ctx['types'].shape[1] - 1)
         for f in FIELDS:
-            moved = self.ctx[f][rows[:, None], src]
-            self.ctx[f][rows, 1:width + 1] = moved
+            self.ctx[f][rows, 1:width + 1] = self.ctx[f][rows[:, None], src]
         # markers around the kept region (n varies per row in model-triggered mode)
         self.ctx['types'][rows, 0] = OPEN
         self.ctx['types'][rows, n + 1] = CLOSE
@@ -110,7 +120,7 @@ class InContextRollout:
         self.ctx_len[rows] = region_prefix_len(n)
         self.region_len[rows] = 0
         if self.use_cache:
-            self._prefill(rows)
+            self._prefill(rows, region_prefix_len(width))
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
@@ -119,7 +129,7 @@ class InContextRollout:
         token = {'types': torch.full((self.B,), TRANSITION, device=self.device),
                  'cell': cell_index(self.pos, self.config['grid_size']),
                  'prev_action': self.prev_action, 'prev_reward': self.prev_reward}
-        slid = not self.compressed and int(self.ctx_len[0]) == self.n_transit
+        slid = not self.compressed and self.filled == self.n_transit
         self._append(token)
         with self.autocast:
             if self.use_cache and not slid:
@@ -136,11 +146,16 @@ class InContextRollout:
         self.pos = self.env.reset() if done else next_pos
         if self.compressed:
             self.region_len += 1
-            closing = self.region_len >= self.R
-            if self.trigger == 'model':
-                closing |= type_logits.argmax(-1) == CLOSE
+            self.region_step += 1
             with self.autocast:
-                self._close_regions(closing)
+                if self.trigger == 'model':
+                    closing = (self.region_len >= self.R) | (type_logits.argmax(-1) == CLOSE)
+                    rows = closing.nonzero().squeeze(1)  # the one sync per step this trigger needs
+                    if len(rows):
+                        self._close_regions(rows, int(self.region_len[rows].max()))
+                elif self.region_step == self.R:
+                    self._close_regions(self.rows, self.R)
+                    self.region_step = 0
         return reward, done, action_logits
 
     @torch.no_grad()

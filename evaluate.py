@@ -22,6 +22,7 @@ from dataset import goal_split, ppo_source_curve
 from env import all_goals, oracle_return
 from model import build_model
 from model.rollout import InContextRollout
+from plots import plot_in_context_curves
 from utils import (QUICK_CONFIG, Config, UserError, atomic_path, atomic_write_text, check_key, checkpoints,
                    get_config, parse_overrides, pick_device, run_main)
 
@@ -79,29 +80,6 @@ def load_run_model(run: Path, config: dict, device):
     return model.eval(), step
 
 
-def plot_curve(file: Path, returns: np.ndarray, oracle_mean: float, ppo: np.ndarray | None, title: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    mean, std = returns.mean(0), returns.std(0)
-    x = np.arange(1, len(mean) + 1)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(x, mean, label='AD (in context)', color='tab:blue')
-    ax.fill_between(x, mean - std, mean + std, color='tab:blue', alpha=0.2, label='AD ± 1 std over rollouts')
-    if ppo is not None:
-        ax.plot(np.arange(1, len(ppo) + 1), ppo, label='PPO source (training histories)', color='tab:orange')
-    ax.axhline(oracle_mean, color='k', ls='--', label=f'oracle ({oracle_mean:.2f})')
-    ax.set_xlabel('episode')
-    ax.set_ylabel('return (held-out goals)')
-    ax.set_title(title)
-    ax.legend(loc='lower right')
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(file, suffix='.png') as tmp:
-        fig.savefig(tmp, format='png', dpi=110)
-    plt.close(fig)
-
-
 def evaluate_run(run: Path, args) -> dict:
     config = eval_config(run, args.quick, args.overrides)
     device = pick_device(config['device'])
@@ -148,8 +126,8 @@ def evaluate_run(run: Path, args) -> dict:
             np.save(fh, returns.astype(np.float32))
     atomic_write_text(run / 'eval_summary.json', json.dumps(summary, indent=2))
     ppo = ppo_source_curve(config, test_idx)
-    plot_curve(run / 'in_context_curve.png', returns, summary['oracle_mean'], ppo,
-               f'{run.name}: in-context learning on held-out goals')
+    plot_in_context_curves(run / 'in_context_curve.png', {f'{mode} AD (in context)': returns},
+                           summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out goals')
     from torch.utils.tensorboard import SummaryWriter
     with SummaryWriter(str(run)) as writer:
         for i, value in enumerate(returns.mean(0)):

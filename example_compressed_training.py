@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, PROJECT_ROOT, UserError, add_common_args, atomic_path,
+from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, PROJECT_ROOT, UserError, add_common_args,
                    atomic_write_text, checkpoints, dataset_path, load_config, parse_args, run_dir, run_main)
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
@@ -78,7 +78,7 @@ def gather(args) -> dict:
                       'device': train_summary['device'],
                       'test_acc_action': train_summary['final_test']['acc_action'],
                       'eval_mean': float(returns.mean()), 'eval_std': float(returns.std()),
-                      'curve': returns.mean(0), 'oracle_mean': eval_summary['oracle_mean']}
+                      'returns': returns, 'oracle_mean': eval_summary['oracle_mean']}
     return rows
 
 
@@ -97,30 +97,9 @@ def comparison_table(rows: dict) -> str:
     return '\n'.join(lines)
 
 
-def plot_comparison(rows: dict, ppo, file: Path) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for mode, color in (('standard', 'tab:blue'), ('compressed', 'tab:green')):
-        curve = rows[mode]['curve']
-        ax.plot(np.arange(1, len(curve) + 1), curve, color=color, label=f'{mode} AD')
-    if ppo is not None:
-        ax.plot(np.arange(1, len(ppo) + 1), ppo, color='tab:orange', label='PPO source')
-    ax.axhline(rows['standard']['oracle_mean'], color='k', ls='--', label='oracle')
-    ax.set_xlabel('episode')
-    ax.set_ylabel('mean return, held-out goals')
-    ax.set_title('In-context learning: standard vs compressed AD')
-    ax.legend(loc='lower right')
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(file, suffix='.png') as tmp:
-        fig.savefig(tmp, format='png', dpi=110)
-    plt.close(fig)
-
-
 def compare(args) -> None:
     from dataset import goal_split, ppo_source_curve
+    from plots import plot_in_context_curves
     rows = gather(args)
     config = load_config(quick=args.quick, overrides=args.overrides)
     table = comparison_table(rows)
@@ -130,7 +109,9 @@ def compare(args) -> None:
     out = Path(config['runs_dir']) / 'comparison.md'
     atomic_write_text(out, header + table + '\n')
     figure = Path(args.out_dir) / 'comparison.png'
-    plot_comparison(rows, ppo_source_curve(config, goal_split(config)[1]), figure)
+    plot_in_context_curves(figure, {f'{mode} AD': rows[mode]['returns'] for mode in MODES},
+                           rows['standard']['oracle_mean'], ppo_source_curve(config, goal_split(config)[1]),
+                           'In-context learning: standard vs compressed AD')
     print('\n' + table)
     print(f"\nWrote {out} and {figure}")
 

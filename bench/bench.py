@@ -16,7 +16,8 @@ each once at its own ``train_batch_size`` (config 'default') and once at the com
   device-resident synthetic histories (16 goals x 8 streams x 13 regions, built like
   tests/conftest.py), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
   AdamW (``train.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
-  the clock is read after ``torch.cuda.synchronize``.
+  the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
+  as train.py does (give it enough ``--warmup`` steps to compile).
 * action targets/s = batch * targets per window / step time (the useful training signal per second).
 * peak memory of training: on CUDA ``torch.cuda.max_memory_allocated`` after
   ``reset_peak_memory_stats`` ('cuda_max_allocated', in-process); on CPU every row runs in a fresh
@@ -151,11 +152,12 @@ def time_training(model, sampler, config, device, batch: int, steps: int, warmup
     gen = torch.Generator(device=device)
     gen.manual_seed(config['seed'])
     model.train()
+    net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model  # as train.py does
 
     def step():
         windows = sampler.sample(batch, gen)
         with autocast(device):
-            loss = ad_losses(model, windows, config['token_type_loss_weight'], config['label_smoothing'])['loss']
+            loss = ad_losses(net, windows, config['token_type_loss_weight'], config['label_smoothing'])['loss']
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config['grad_clip'] > 0:
@@ -262,8 +264,9 @@ def git_commit() -> str:
 
 
 def provenance() -> dict:
-    return {'torch': torch.__version__, 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'commit': git_commit(), 'cpu_count': os.cpu_count()}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {'torch': torch.__version__, 'date': now.isoformat(timespec='seconds'), 'commit': git_commit(),
+            'cpu_count': os.cpu_count()}
 
 
 # ----------------------------------------------------------------------------- report
@@ -278,7 +281,9 @@ def format_table(rows: list[dict]) -> str:
     head = [title for _, title, _ in COLUMNS]
     body = [[fmt.format(row[key]) for key, _, fmt in COLUMNS] for row in rows]
     widths = [max(len(c) for c in col) for col in zip(head, *body)]
-    line = lambda cells: '  '.join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+
+    def line(cells):  # text columns left-aligned, numbers right-aligned
+        return '  '.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     r = rows[0]
     title = (f"device {r['device']} ({r['device_name']}, {r['threads']} threads), torch {r['torch']}, commit "
              f"{r['commit']}; {r['steps']} timed steps after {r['warmup']} warmup; peak memory = {r['peak_measure']}"
@@ -331,8 +336,8 @@ def measure_collect(args) -> dict:
 
 
 def format_collect(r: dict) -> str:
-    return (f"PPO collection ({r['goals']} goals, {r['n_stream']} streams x {r['transitions_per_goal'] // r['n_stream']} "
-            f"steps, one torch thread, torch {r['torch']}, commit {r['commit']}):\n"
+    steps = r['transitions_per_goal'] // r['n_stream']
+    return (f"PPO collection ({r['goals']} goals, {r['n_stream']} streams x {steps} steps, one torch thread, torch {r['torch']}, commit {r['commit']}):\n"
             f"  {r['seconds_per_goal_per_core']:.1f} s per goal per core "
             f"({r['env_steps_per_s_per_core']:,.0f} env steps/s per core; goals took "
             f"{', '.join(f'{s:.1f}' for s in r['seconds'])} s)\n"
@@ -393,7 +398,11 @@ def main():
         print(f"measuring {spec['mode']:>10} {spec['config']:<11} batch {spec['batch']} on {args.device} ...",
               file=sys.stderr, flush=True)
         start = time.perf_counter()
-        row = measure_row(spec) if args.device == 'cuda' else measure_row_in_subprocess(spec)
+        try:
+            row = measure_row(spec) if args.device == 'cuda' else measure_row_in_subprocess(spec)
+        except torch.cuda.OutOfMemoryError:
+            raise UserError(f"CUDA ran out of memory in the {spec['mode']} {spec['config']} row at batch "
+                            f"{spec['batch']}. Lower --batch (or train_batch_size=...).") from None
         rows.append(dict(row, row_seconds=time.perf_counter() - start, **meta))
     print(format_table(rows))
     print()

@@ -1,5 +1,3 @@
-import sys
-
 import torch
 
 from tests.conftest import TINY_STANDARD, run_script

@@ -1,6 +1,5 @@
 import shutil
 
-import h5py
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,0 +1,36 @@
+"""The in-context learning figure shared by evaluate.py and example_compressed_training.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from utils import atomic_path  # noqa: E402
+
+
+def plot_in_context_curves(file: Path, curves: dict[str, np.ndarray], oracle_mean: float,
+                           ppo: np.ndarray | None, title: str) -> None:
+    """Mean return per episode of each AD curve (returns (rollouts, episodes): mean line, ±1 std band),
+    the PPO source's learning curve on the same episode axis when given, and the oracle line."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (label, returns), color in zip(curves.items(), ('tab:blue', 'tab:green', 'tab:purple')):
+        mean, std = returns.mean(0), returns.std(0)
+        x = np.arange(1, len(mean) + 1)
+        ax.plot(x, mean, color=color, label=label)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+    if ppo is not None:
+        ax.plot(np.arange(1, len(ppo) + 1), ppo, color='tab:orange', label='PPO source (training histories)')
+    ax.axhline(oracle_mean, color='k', ls='--', label=f'oracle ({oracle_mean:.2f})')
+    ax.set_xlabel('episode')
+    ax.set_ylabel('return on held-out goals (mean ± 1 std)')
+    ax.set_title(title)
+    ax.legend(loc='lower right', fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(file, suffix='.png') as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)

@@ -35,33 +35,12 @@ from tqdm import tqdm  # noqa: E402
 
 from dataset import load_samplers  # noqa: E402
 from model import ad_losses, build_model  # noqa: E402
+from model.training import autocast, make_optimizer, make_scheduler, train_step  # noqa: E402
 from utils import atomic_path, atomic_write_text, checkpoints, config_to_yaml, pick_device, run_dir  # noqa: E402
 
 # keys that do not change what is trained: a resumed run may differ in these
 NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
                      'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'ckpt_interval'}
-
-
-def lr_lambda(config):
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``train_timesteps``."""
-    import math
-    warmup, total, floor = config['num_warmup_steps'], config['train_timesteps'], config['min_lr_ratio']
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
-
-
-def make_optimizer(model, config):
-    """AdamW with weight decay on matrices only (not on biases, norms or embeddings' 1-d params)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{'params': decay, 'weight_decay': config['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
-    return torch.optim.AdamW(groups, lr=config['lr'], betas=(config['beta1'], config['beta2']),
-                             fused=torch.cuda.is_available() and next(model.parameters()).is_cuda)
 
 
 def check_run_dir(out, config):
@@ -114,11 +93,11 @@ def check_ranks_in_sync(model, world, main_process):
 
 
 @torch.no_grad()
-def evaluate_test(model, test_batches, config, autocast):
+def evaluate_test(model, test_batches, config, device):
     model.eval()
     sums = {}
     for batch in test_batches:
-        with autocast():
+        with autocast(device):
             out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v)
@@ -148,7 +127,7 @@ def main():
     torch.manual_seed(config['seed'] + rank)
     model = build_model(config).to(device)
     optimizer = make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    scheduler = make_scheduler(optimizer, config)
     gen = torch.Generator(device=device)
     gen.manual_seed(config['seed'] * 1000 + rank)
     test_gen = torch.Generator(device=device)
@@ -176,11 +155,6 @@ def main():
         net = torch.compile(model)
     if world > 1:
         net = DDP(net, device_ids=[device.index] if device.type == 'cuda' else None)
-    use_bf16 = device.type == 'cuda'
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
     writer = None
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -214,15 +188,7 @@ def main():
         while step < total:
             batch = train_sampler.sample(config['train_batch_size'], gen)
             log_now = (step + 1) % config['summary_interval'] == 0 or step + 1 == total
-            with autocast():
-                losses = ad_losses(net, batch, config['token_type_loss_weight'], config['label_smoothing'],
-                                   with_metrics=log_now)
-            optimizer.zero_grad(set_to_none=True)
-            losses['loss'].backward()
-            if config['grad_clip'] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
-            optimizer.step()
-            scheduler.step()
+            losses = train_step(net, model, batch, optimizer, scheduler, config, with_metrics=log_now)
             step += 1
             bar.update(1)
             if log_now and main_process:
@@ -233,7 +199,7 @@ def main():
                 bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
             if step % config['eval_interval'] == 0 or step == total:
                 if main_process:
-                    for k, v in evaluate_test(model, test_batches, config, autocast).items():
+                    for k, v in evaluate_test(model, test_batches, config, device).items():
                         if k != 'loss':
                             writer.add_scalar(f'test/{k}', v, step)
             if step % config['ckpt_interval'] == 0 or step == total:
@@ -255,7 +221,7 @@ def main():
                    'action_targets_per_s': (step - step0) * config['train_batch_size'] * world
                    * train_sampler.targets_per_window() / max(elapsed, 1e-9),
                    'peak_mib': peak, 'peak_kind': 'cuda_max_allocated' if device.type == 'cuda' else 'process_max_rss',
-                   'device': str(device), 'world_size': world, 'final_test': evaluate_test(model, test_batches, config, autocast)}
+                   'device': str(device), 'world_size': world, 'final_test': evaluate_test(model, test_batches, config, device)}
         atomic_write_text(out / 'train_summary.json', json.dumps(summary, indent=2))
         print(f"Finished {step} steps in {elapsed:.1f} s ({summary['steps_per_s']:.1f} steps/s); "
               f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")

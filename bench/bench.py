@@ -54,9 +54,9 @@ import torch  # noqa: E402
 
 from dataset import WindowSampler, goal_split  # noqa: E402
 from env import MOVES, all_goals, start_position, step_positions  # noqa: E402
-from model import ad_losses, build_model  # noqa: E402
+from model import build_model  # noqa: E402
 from model.rollout import InContextRollout  # noqa: E402
-from train import lr_lambda, make_optimizer  # noqa: E402  (train.py runs nothing on import)
+from model.training import make_optimizer, make_scheduler, train_step  # noqa: E402
 from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, UserError, atomic_write_text, load_config,  # noqa: E402
                    pick_device, run_main)
 
@@ -141,29 +141,17 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def autocast(device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
-
-
 def time_training(model, sampler, config, device, batch: int, steps: int, warmup: int) -> float:
     """Mean seconds per end-to-end training step (sample, forward, backward, clip, AdamW, LR schedule)."""
     optimizer = make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    scheduler = make_scheduler(optimizer, config)
     gen = torch.Generator(device=device)
     gen.manual_seed(config['seed'])
     model.train()
     net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model  # as train.py does
 
     def step():
-        windows = sampler.sample(batch, gen)
-        with autocast(device):
-            loss = ad_losses(net, windows, config['token_type_loss_weight'], config['label_smoothing'])['loss']
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config['grad_clip'] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config['grad_clip'])
-        optimizer.step()
-        scheduler.step()
+        train_step(net, model, sampler.sample(batch, gen), optimizer, scheduler, config)
 
     for _ in range(warmup):
         step()

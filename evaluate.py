@@ -104,7 +104,11 @@ def evaluate_run(run: Path, args) -> dict:
         bar.update(1)
 
     start = time.time()
-    returns = rollout.run(E, on_episode).cpu().numpy()  # (G * S, E)
+    try:
+        returns = rollout.run(E, on_episode).cpu().numpy()  # (G * S, E)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"CUDA ran out of memory with {len(goals)} goals x eval_streams_per_goal={S} rollouts. "
+                        f"Lower it, e.g. 'python evaluate.py {run} eval_streams_per_goal={max(1, S // 2)}'.") from None
     seconds = time.time() - start
     bar.close()
 

@@ -28,7 +28,7 @@ def plot_in_context_curves(file: Path, curves: dict[str, np.ndarray], oracle_mea
     ax.set_xlabel('episode')
     ax.set_ylabel('return on held-out goals (mean ± 1 std)')
     ax.set_title(title)
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='best', fontsize=8, framealpha=0.8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(file, suffix='.png') as tmp:

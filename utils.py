@@ -325,7 +325,9 @@ def run_main(main: Callable[[], Any]) -> None:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print('Interrupted; nothing half-written was left behind.', file=sys.stderr)
+        print('Interrupted. Outputs are written to a temporary file and renamed when complete, so nothing '
+              'half-written was left behind; run the same command again to resume (train.py) or redo the work.',
+              file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
 

@@ -89,6 +89,11 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
         raise UserError(f"Dataset '{path}' has no group for env indices {missing[:8]}"
                         f"{' ...' if len(missing) > 8 else ''}. It was collected for another grid or split; "
                         f"run 'python collect.py --force' with this config.")
+    for i in env_indices:
+        lacking = [name for name in ('states', 'actions', 'rewards') if name not in f[str(i)]]
+        if lacking:
+            raise UserError(f"Dataset '{path}': group '{i}' has no {', '.join(lacking)}. The file is incomplete or "
+                            f"not a history file; run 'python collect.py --force' to write it again.")
     stored = file_config(f)
     if stored.get('grid_size', config['grid_size']) != config['grid_size']:
         raise UserError(f"Dataset '{path}' was collected on a {stored['grid_size']}x{stored['grid_size']} grid "
@@ -211,8 +216,14 @@ class WindowSampler:
 
 
 def goal_split(config: dict) -> tuple[list[int], list[int]]:
+    """(training env indices, held-out env indices); both must be non-empty."""
     from env import split_env_indices
-    return split_env_indices(config['grid_size'] ** 2, config['env_split_seed'], config['train_env_ratio'])
+    n = config['grid_size'] ** 2
+    train, test = split_env_indices(n, config['env_split_seed'], config['train_env_ratio'])
+    if not train or not test:
+        raise UserError(f"train_env_ratio={config['train_env_ratio']} splits the {n} goals into {len(train)} training "
+                        f"and {len(test)} held-out goals; both need at least one. The default is 0.9 (73 / 8).")
+    return train, test
 
 
 def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, dict]:

@@ -11,6 +11,7 @@ to TensorBoard.
 """
 import argparse
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -73,10 +74,10 @@ def load_run_model(run: Path, config: dict, device):
         ckpt = torch.load(path, map_location=device, weights_only=False)
         model = build_model(config).to(device)
         model.load_state_dict(ckpt['model'])
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+    except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"Checkpoint '{path}' does not fit the run's config.yaml ({first}). It was written "
-                        f"with another model config; retrain the run or restore its config.yaml.") from None
+        raise UserError(f"Checkpoint '{path}' cannot be loaded with the run's config.yaml ({first}). It is damaged "
+                        f"or does not fit the config; retrain the run, or restore its config.yaml.") from None
     return model.eval(), step
 
 

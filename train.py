@@ -57,6 +57,17 @@ def check_run_dir(out, config):
                         f"Delete it to start over, or set runs_dir to train elsewhere.")
 
 
+def load_checkpoint(path, device) -> dict:
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        if not all(k in ckpt for k in ('model', 'optimizer', 'scheduler', 'step', 'rng')):
+            raise KeyError('missing entries')
+        return ckpt
+    except Exception as exc:  # any unreadable checkpoint gets the same advice
+        raise UserError(f"Checkpoint '{path}' cannot be read to resume ({type(exc).__name__}: {exc}). Delete it to "
+                        f"resume from the previous checkpoint, or delete the run directory to start over.") from None
+
+
 def setup_distributed(config):
     """(rank, world_size, device). Under torchrun: one process per GPU (NCCL) or per CPU process (gloo)."""
     world = int(os.environ.get('WORLD_SIZE', 1))
@@ -136,7 +147,7 @@ def main():
 
     step = 0
     if done:
-        ckpt = torch.load(done[-1][1], map_location=device, weights_only=False)
+        ckpt = load_checkpoint(done[-1][1], device)
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['scheduler'])

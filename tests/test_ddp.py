@@ -4,7 +4,7 @@ from tests.conftest import TINY_STANDARD, run_script
 
 
 def test_two_process_gloo_training_keeps_ranks_in_sync_and_resumes(tmp_path, workdir, tiny_dataset):
-    torchrun = ['-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517', 'train.py']
+    torchrun = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'train.py']
     proc = run_script(*torchrun, *TINY_STANDARD, *workdir, env_extra={'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'on cpu x2' in proc.stdout and 'parameters identical on all 2 ranks' in proc.stdout

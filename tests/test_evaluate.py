@@ -127,6 +127,10 @@ def test_evaluate_error_paths(tmp_path, workdir, tiny_dataset):
     config['tf_n_embd'] = 64
     (run / 'config.yaml').write_text(yaml.safe_dump(config))
     assert_user_error(run_script('evaluate.py', str(run)), 'does not fit', 'config.yaml')
+    config['tf_n_embd'] = 32
+    (run / 'config.yaml').write_text(yaml.safe_dump(config))
+    (run / 'ckpt-8.pt').write_bytes(b'truncated')  # the newest checkpoint is damaged
+    assert_user_error(run_script('evaluate.py', str(run)), "ckpt-8.pt' cannot be loaded")
     for ckpt in run.glob('ckpt-*.pt'):
         ckpt.unlink()
     assert_user_error(run_script('evaluate.py', str(run)), 'has no checkpoint')

@@ -1,5 +1,6 @@
 import shutil
 
+import h5py
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -108,3 +109,24 @@ def test_corrupt_dataset_is_reported(tmp_path, workdir):
     path.parent.mkdir(parents=True)
     path.write_text('not hdf5')
     assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), 'cannot be read', 'collect.py --force')
+
+
+def test_a_damaged_checkpoint_is_reported_not_resumed(tmp_path, workdir, tiny_dataset):
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+    run = tmp_path / 'runs' / 'AD-darkroom-seed0'
+    (run / 'ckpt-8.pt').unlink()
+    (run / 'ckpt-4.pt').write_bytes(b'half a checkpoint')
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), "ckpt-4.pt' cannot be read", 'Delete it')
+
+
+def test_a_history_file_missing_fields_is_reported(tmp_path, workdir):
+    config = load_config(overrides=TINY_STANDARD + workdir)
+    path = write_synthetic(dataset_path(config), config)
+    with h5py.File(path, 'r+') as f:
+        del f['5']['actions']
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), "group '5' has no actions")
+
+
+def test_a_split_without_held_out_goals_is_refused(workdir, tiny_dataset):
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir, 'train_env_ratio=0.999'),
+                      'train_env_ratio=0.999', '0 held-out goals')

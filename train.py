@@ -4,9 +4,7 @@
     python train.py --config config/model/ad_dr_compressed.yaml # compressed-context AD
     python train.py --quick train_batch_size=32                 # tiny CPU run; KEY=VALUE overrides any key
     torchrun --nproc_per_node 2 train.py ...                    # DistributedDataParallel
-
-Re-running on an unfinished run resumes from its newest checkpoint; on a finished run it changes nothing.
-"""
+Re-running resumes an unfinished run from its newest checkpoint; a finished run is left as it is."""
 import argparse
 import json
 import os

@@ -154,7 +154,7 @@ class WindowSampler:
     (``IGNORE`` at markers) and, in compressed mode, next-token-type targets.
     """
 
-    def __init__(self, streams: dict[str, np.ndarray], config: dict, device):
+    def __init__(self, streams: dict[str, np.ndarray], config: dict, device, source: str = 'the dataset'):
         self.device = device
         self.compressed = config['use_compressed_context']
         T = streams['actions'].shape[1]
@@ -165,7 +165,7 @@ class WindowSampler:
                 raise UserError(f"Compressed mode needs at least two whole regions of {R} steps per stream; the "
                                 f"dataset gives {streams['actions'].shape[1]} (train_source_timesteps). Collect "
                                 f"longer histories or lower compress_interval.")
-            check_markers(streams['compress_markers'][:, :T], R, config.get('_dataset_path', 'dataset'))
+            check_markers(streams['compress_markers'][:, :T], R, source)
             types, offsets = compressed_window(R)
             self.types, self.offsets = types.to(device), offsets.clamp(min=0).to(device)
             self.is_transition = self.types == TRANSITION
@@ -235,8 +235,7 @@ def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, d
         n_timesteps = min(config['train_source_timesteps'], info['T'])
         train = read_streams(f, train_idx, n_timesteps, config['train_n_stream'])
         test = read_streams(f, test_idx, n_timesteps)
-    cfg = dict(config, _dataset_path=str(path))
-    return WindowSampler(train, cfg, device), WindowSampler(test, cfg, device), info
+    return WindowSampler(train, config, device, str(path)), WindowSampler(test, config, device, str(path)), info
 
 
 def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:

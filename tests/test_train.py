@@ -130,3 +130,12 @@ def test_a_history_file_missing_fields_is_reported(tmp_path, workdir):
 def test_a_split_without_held_out_goals_is_refused(workdir, tiny_dataset):
     assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir, 'train_env_ratio=0.999'),
                       'train_env_ratio=0.999', '0 held-out goals')
+
+
+def test_misplaced_markers_are_refused_in_compressed_mode(tmp_path, workdir):
+    config = load_config(overrides=TINY_STANDARD + workdir)
+    path = write_synthetic(dataset_path(config), config)
+    with h5py.File(path, 'r+') as f:
+        f['0']['compress_markers'][5, 1] = 2  # a </compress> in the middle of a region of a training goal
+    proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir)
+    assert_user_error(proc, 'not on 8-step rollout boundaries', 'step 5')

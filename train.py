@@ -132,7 +132,7 @@ def main():
                   f"{config['train_timesteps']}); nothing to do. Evaluate it with 'python evaluate.py {out}'.")
         return 0
 
-    train_sampler, test_sampler, info = load_samplers(config, device)
+    train_sampler, test_sampler, _ = load_samplers(config, device)
     torch.manual_seed(config['seed'] + rank)
     model = build_model(config).to(device)
     optimizer = make_optimizer(model, config)

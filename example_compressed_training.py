@@ -6,59 +6,73 @@
 
 Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would; an
 existing dataset, a finished run and an up-to-date evaluation are reused rather than recomputed.
-``all`` ends with a comparison table (runs/comparison.md) and figure (figs/comparison.png).
+``all`` ends with a comparison table (runs/comparison.md, with the wall time of each stage) and a figure
+(figs/comparison.png).
 """
 import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, PROJECT_ROOT, UserError, add_common_args,
-                   atomic_write_text, checkpoints, dataset_path, load_config, parse_args, run_dir, run_main)
+                   atomic_write_text, checkpoints, dataset_path, load_config, parse_args, run_dir, run_finished,
+                   run_main)
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
 
 
-def run_step(title: str, args: list[str]) -> None:
+def run_step(title: str, args: list[str], timings: dict) -> None:
+    """Run one project script; record its wall time in ``timings[title]`` (seconds)."""
     print(f"\n=== {title}: python {' '.join(args)}", flush=True)
+    start = time.time()
     proc = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT)
     if proc.returncode != 0:
         raise UserError(f"'{title}' failed (python {' '.join(args)} exited with {proc.returncode}); see its "
                         f"message above. Fix that and re-run: finished stages are reused.")
+    timings[title] = time.time() - start
 
 
 def common(args) -> list[str]:
     return (['--quick'] if args.quick else []) + list(args.overrides)
 
 
-def collect(args) -> None:
+def collect(args, timings: dict) -> None:
     path = dataset_path(load_config(quick=args.quick, overrides=args.overrides))
     if path.exists():
         print(f"\n=== collect: reusing the existing dataset '{path}'")
+        timings['collect'] = None
         return
-    run_step('collect', ['collect.py', *common(args)])
+    run_step('collect', ['collect.py', *common(args)], timings)
 
 
-def train(args) -> None:
+def train(args, timings: dict) -> None:
     for mode, model_config in MODES.items():
-        run_step(f'train {mode} AD', ['train.py', '--config', model_config, *common(args)])
+        config = load_config(model_config, args.quick, args.overrides)
+        run = run_dir(config)
+        if run_finished(run, config):
+            print(f"\n=== train {mode} AD: reusing the finished run '{run}'")
+            timings[f'train {mode} AD'] = None
+            continue
+        run_step(f'train {mode} AD', ['train.py', '--config', model_config, *common(args)], timings)
 
 
-def evaluate(args) -> None:
+def evaluate(args, timings: dict) -> None:
     for mode, model_config in MODES.items():
         run = run_dir(load_config(model_config, args.quick, args.overrides))
         ckpts = checkpoints(run)
         result = run / 'eval_result.npy'
         if ckpts and result.exists() and result.stat().st_mtime > ckpts[-1][1].stat().st_mtime:
             print(f"\n=== evaluate {mode} AD: reusing '{result}' (newer than its last checkpoint)")
+            timings[f'evaluate {mode} AD'] = None
             continue
         eval_overrides = [o for o in args.overrides if o.split('=', 1)[0] in ('device', 'datasets_dir')
                           or o.startswith('eval_')]
         run_step(f'evaluate {mode} AD', ['evaluate.py', str(run), *(['--quick'] if args.quick else []),
-                                         *eval_overrides])
+                                         *eval_overrides], timings)
 
 
 def gather(args) -> dict:
@@ -97,7 +111,15 @@ def comparison_table(rows: dict) -> str:
     return '\n'.join(lines)
 
 
-def compare(args) -> None:
+def timing_table(timings: dict) -> str:
+    """Wall time of each stage this invocation ran ('reused' where it reused earlier output)."""
+    lines = ['| Stage | Wall time |', '|---|---|']
+    for title, seconds in timings.items():
+        lines.append(f"| {title} | {'reused' if seconds is None else f'{seconds:.1f} s'} |")
+    return '\n'.join(lines)
+
+
+def compare(args, timings: dict) -> None:
     from dataset import goal_split, ppo_source_curve
     from plots import plot_in_context_curves
     rows = gather(args)
@@ -107,12 +129,13 @@ def compare(args) -> None:
     header = (f"# Standard vs compressed AD\n\nMeasured by `python example_compressed_training.py --mode all"
               f"{' --quick' if args.quick else ''}` (training on {device}).\n\n")
     out = Path(config['runs_dir']) / 'comparison.md'
-    atomic_write_text(out, header + table + '\n')
+    stages = f"\n\nWall time of this invocation's stages:\n\n{timing_table(timings)}" if timings else ''
+    atomic_write_text(out, header + table + stages + '\n')
     figure = Path(args.out_dir) / 'comparison.png'
     plot_in_context_curves(figure, {f'{mode} AD': rows[mode]['returns'] for mode in MODES},
                            rows['standard']['oracle_mean'], ppo_source_curve(config, goal_split(config)[1]),
                            'In-context learning: standard vs compressed AD')
-    print('\n' + table)
+    print('\n' + table + stages)
     print(f"\nWrote {out} and {figure}")
 
 
@@ -123,14 +146,14 @@ def main():
     add_common_args(parser)
     args = parse_args(parser)
     load_config(quick=args.quick, overrides=args.overrides)  # bad overrides fail here, before any work
+    timings: dict[str, float | None] = {}
     if args.mode in ('collect', 'all'):
-        collect(args)
+        collect(args, timings)
     if args.mode in ('train', 'all'):
-        train(args)
+        train(args, timings)
     if args.mode in ('eval', 'all'):
-        evaluate(args)
-    if args.mode in ('eval', 'all'):
-        compare(args)
+        evaluate(args, timings)
+        compare(args, timings)
 
 
 if __name__ == '__main__':

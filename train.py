@@ -34,7 +34,8 @@ from tqdm import tqdm  # noqa: E402
 from dataset import load_samplers  # noqa: E402
 from model import ad_losses, build_model  # noqa: E402
 from model.training import autocast, make_optimizer, make_scheduler, train_step  # noqa: E402
-from utils import atomic_path, atomic_write_text, checkpoints, config_to_yaml, pick_device, run_dir  # noqa: E402
+from utils import (atomic_path, atomic_write_text, checkpoints, config_to_yaml, pick_device, run_dir,  # noqa: E402
+                   run_finished)
 
 # keys that do not change what is trained: a resumed run may differ in these
 NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
@@ -126,7 +127,7 @@ def main():
     check_run_dir(out, config)
 
     done = checkpoints(out)
-    if done and done[-1][0] >= config['train_timesteps']:
+    if run_finished(out, config):
         if main_process:
             print(f"Run '{out}' is already finished (checkpoint at step {done[-1][0]} of "
                   f"{config['train_timesteps']}); nothing to do. Evaluate it with 'python evaluate.py {out}'.")

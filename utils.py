@@ -349,6 +349,12 @@ def checkpoints(run: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def run_finished(run: str | os.PathLike, config: dict) -> bool:
+    """True when the run has a checkpoint at (or past) ``train_timesteps``."""
+    found = checkpoints(run)
+    return bool(found) and found[-1][0] >= config['train_timesteps']
+
+
 def parse_args(parser):
     """Options and ``KEY=VALUE`` overrides in any order."""
     return parser.parse_intermixed_args()

@@ -24,11 +24,13 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
         numbers = re.findall(r'\d+(?:\.\d+)?', line.split('|', 2)[2])
         assert len(numbers) >= 3, line  # standard, compressed and their ratio
     assert (tmp_path / 'figs' / 'comparison.png').stat().st_size > 1000
+    assert re.search(r'\| train compressed AD \| \d+\.\d s \|', table)  # wall time of every stage
     # a second run reuses the dataset, the finished runs and their evaluations
     again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *out, *workdir)
     assert again.returncode == 0, again.stderr
-    assert 'reusing the existing dataset' in again.stdout and again.stdout.count('already finished') == 2
+    assert 'reusing the existing dataset' in again.stdout and again.stdout.count('reusing the finished run') == 2
     assert again.stdout.count("reusing '") == 2
+    assert '| collect | reused |' in (runs / 'comparison.md').read_text()
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):

@@ -190,6 +190,7 @@ def main():
 
     model.train()
     total = config['train_timesteps']
+    last_test: dict = {}
     bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process, mininterval=1.0)
     t0, step0 = time.time(), step
     if device.type == 'cuda':
@@ -207,11 +208,11 @@ def main():
                     writer.add_scalar(f'train/{k}', v, step)
                 writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
-            if step % config['eval_interval'] == 0 or step == total:
-                if main_process:
-                    for k, v in evaluate_test(model, test_batches, config, device).items():
-                        if k != 'loss':
-                            writer.add_scalar(f'test/{k}', v, step)
+            if (step % config['eval_interval'] == 0 or step == total) and main_process:
+                last_test = evaluate_test(model, test_batches, config, device)
+                for k, v in last_test.items():
+                    if k != 'loss':
+                        writer.add_scalar(f'test/{k}', v, step)
             if step % config['ckpt_interval'] == 0 or step == total:
                 save_checkpoint(step)
     except torch.cuda.OutOfMemoryError:
@@ -231,7 +232,7 @@ def main():
                    'action_targets_per_s': (step - step0) * config['train_batch_size'] * world
                    * train_sampler.targets_per_window() / max(elapsed, 1e-9),
                    'peak_mib': peak, 'peak_kind': 'cuda_max_allocated' if device.type == 'cuda' else 'process_max_rss',
-                   'device': str(device), 'world_size': world, 'final_test': evaluate_test(model, test_batches, config, device)}
+                   'device': str(device), 'world_size': world, 'final_test': last_test}
         atomic_write_text(out / 'train_summary.json', json.dumps(summary, indent=2))
         print(f"Finished {step} steps in {elapsed:.1f} s ({summary['steps_per_s']:.1f} steps/s); "
               f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")

@@ -99,7 +99,7 @@ def row_specs(args) -> list[dict]:
 # ----------------------------------------------------------------------------- data
 def synthetic_streams(goals: np.ndarray, n_stream: int, T: int, region_len: int, grid_size: int,
                       horizon: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Stream-major histories (N = goals * n_stream, T, ...) like tests/conftest.py ``synthetic_history``.
+    """Synthetic stream-major histories (N = goals * n_stream, T, ...) with every field of the history file.
 
     A learner that walks towards its goal with a probability growing over time (else acts at random),
     all streams stepped at once; markers open and close a region every ``region_len`` steps.
@@ -110,6 +110,7 @@ def synthetic_streams(goals: np.ndarray, n_stream: int, T: int, region_len: int,
     start = np.tile(start_position(grid_size), (N, 1))
     pos = start.copy()
     states = np.empty((N, T, 2), np.int32)
+    next_states = np.empty((N, T, 2), np.int32)
     actions = np.empty((N, T), np.int32)
     rewards = np.empty((N, T), np.int32)
     for t in range(T):
@@ -118,11 +119,14 @@ def synthetic_streams(goals: np.ndarray, n_stream: int, T: int, region_len: int,
         action = np.where(rng.random(N) < t / T, toward, rng.integers(0, 5, N))
         states[:, t], actions[:, t] = pos, action
         pos, rewards[:, t] = step_positions(pos, action, goal, MOVES, grid_size)
+        next_states[:, t] = pos
         if (t + 1) % horizon == 0:
             pos = start.copy()
     markers = np.zeros(T, np.int32)
     markers[::region_len], markers[region_len - 1::region_len] = 1, 2
-    return {'states': states, 'actions': actions, 'rewards': rewards, 'compress_markers': np.tile(markers, (N, 1))}
+    dones = np.tile((np.arange(T) + 1) % horizon == 0, (N, 1))
+    return {'states': states, 'actions': actions, 'rewards': rewards, 'next_states': next_states, 'dones': dones,
+            'compress_markers': np.tile(markers, (N, 1))}
 
 
 def make_sampler(config, device, quick: bool) -> WindowSampler:

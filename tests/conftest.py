@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
 
+from bench.bench import synthetic_streams  # noqa: E402
 from dataset import HistoryWriter  # noqa: E402
-from env import MOVES, all_goals, start_position, step_positions  # noqa: E402
+from env import all_goals  # noqa: E402
 from utils import dataset_path  # noqa: E402
 
 # a small but complete setting: all 81 goals (the split needs them), short regions
@@ -31,24 +32,10 @@ TINY_COMPRESSED = TINY + ['n_transit=16']
 
 def synthetic_history(goal, n_stream: int, T: int, n_steps: int, grid_size: int = 9, horizon: int = 20,
                       seed: int = 0) -> dict[str, np.ndarray]:
-    """A learner that walks towards the goal with a probability growing over time; markers every n_steps."""
-    rng = np.random.default_rng(seed)
-    goal = np.asarray(goal)
-    pos = np.tile(start_position(grid_size), (n_stream, 1))
-    out = {k: [] for k in ('states', 'actions', 'rewards', 'next_states', 'dones', 'compress_markers')}
-    for t in range(T):
-        toward = np.where(pos[:, 0] < goal[0], 0, np.where(pos[:, 0] > goal[0], 1,
-                          np.where(pos[:, 1] < goal[1], 2, np.where(pos[:, 1] > goal[1], 3, 4))))
-        greedy = rng.random(n_stream) < t / T
-        action = np.where(greedy, toward, rng.integers(0, 5, n_stream))
-        new_pos, reward = step_positions(pos, action, np.tile(goal, (n_stream, 1)), MOVES, grid_size)
-        done = np.full(n_stream, (t + 1) % horizon == 0)
-        marker = 1 if t % n_steps == 0 else 2 if t % n_steps == n_steps - 1 else 0
-        for k, v in (('states', pos), ('actions', action), ('rewards', reward), ('next_states', new_pos),
-                     ('dones', done), ('compress_markers', np.full(n_stream, marker))):
-            out[k].append(np.array(v))
-        pos = np.tile(start_position(grid_size), (n_stream, 1)) if done[0] else new_pos
-    return {k: np.stack(v) for k, v in out.items()}
+    """One goal's history in the file's time-major layout (T, n_stream, ...), from the benchmark's generator:
+    a learner that walks towards the goal with a probability growing over time; markers every n_steps."""
+    streams = synthetic_streams(np.asarray([goal]), n_stream, T, n_steps, grid_size, horizon, seed)
+    return {k: np.swapaxes(v, 0, 1) for k, v in streams.items()}
 
 
 def write_synthetic(path: Path, config: dict, markers: bool = True, attrs: bool = True) -> Path:

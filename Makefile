@@ -18,7 +18,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.installed
-	$(PY) bench/bench.py
+	$(PY) -m bench.bench
 
 clean-venv:
 	rm -rf $(VENV)

@@ -18,9 +18,10 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from dataset import HistoryWriter, rollout_returns
+from config_schema import add_config_args, load_config
 from env import all_goals, oracle_return
-from utils import UserError, add_common_args, dataset_path, load_config, parse_args, run_main
+from history_file import HistoryWriter, dataset_path, rollout_returns
+from utils import UserError, parse_args, run_main
 
 
 def collect_goal(job):
@@ -40,7 +41,7 @@ def collect_goal(job):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--force', action='store_true', help='overwrite an existing dataset')
-    add_common_args(parser)
+    add_config_args(parser)
     args = parse_args(parser)
     config = load_config(quick=args.quick, overrides=args.overrides)
 

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from dataset import goal_split, ppo_source_curve
-from env import all_goals, oracle_return
+from config_schema import ENV_CONFIG, QUICK_CONFIG, Config, check_key, get_config, parse_overrides
+from env import all_goals, goal_split, oracle_return
+from history_file import ppo_source_curve
 from model import build_model
 from model.rollout import InContextRollout
 from plots import plot_in_context_curves
-from utils import (QUICK_CONFIG, Config, UserError, atomic_path, atomic_write_text, check_key, checkpoints,
-                   get_config, parse_overrides, pick_device, run_main)
+from run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_RESULT, EVAL_SUMMARY, checkpoints, find_latest_run,
+                       read_run_config)
+from utils import UserError, atomic_path, atomic_write_text, pick_device, run_main
 
 # what the checkpoint fixes: the model, its context layout and the task split; the rest may be overridden
 FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 'train_env_ratio', 'model',
@@ -34,21 +35,11 @@ FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 't
 EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed'}
 
 
-def find_latest_run(runs_dir: Path) -> Path:
-    candidates = [(ckpts[-1][1].stat().st_mtime, d) for d in runs_dir.glob('*')
-                  if d.is_dir() and (d / 'config.yaml').exists() and (ckpts := checkpoints(d))]
-    if not candidates:
-        raise UserError(f"No trained run found under '{runs_dir}'. Train one first ('python train.py'), or pass "
-                        f"run directories: 'python evaluate.py runs/AD-darkroom-seed0'.")
-    return max(candidates)[1]
-
-
 def eval_config(run: Path, quick: bool, overrides: list[str]) -> Config:
     """The run's saved config with evaluation keys from ``--quick`` and overrides applied."""
-    saved = yaml.safe_load((run / 'config.yaml').read_text())
     config = Config()
-    for key, value in saved.items():
-        config.set(key, value, f'{run}/config.yaml')
+    for key, value in read_run_config(run).items():
+        config.set(key, value, f'{run}/{CONFIG_FILE}')
     if quick:
         q = get_config(QUICK_CONFIG)
         for key in EVAL_KEYS & set(q):
@@ -126,12 +117,12 @@ def evaluate_run(run: Path, args) -> dict:
         'oracle_mean': float(np.mean(oracle)),
         'max_context_tokens': rollout.max_ctx_len,
     }
-    with atomic_path(run / 'eval_result.npy', suffix='.npy') as tmp:
+    with atomic_path(run / EVAL_RESULT, suffix='.npy') as tmp:
         with open(tmp, 'wb') as fh:
             np.save(fh, returns.astype(np.float32))
-    atomic_write_text(run / 'eval_summary.json', json.dumps(summary, indent=2))
+    atomic_write_text(run / EVAL_SUMMARY, json.dumps(summary, indent=2))
     ppo = ppo_source_curve(config, test_idx)
-    plot_in_context_curves(run / 'in_context_curve.png', {f'{mode} AD (in context)': returns},
+    plot_in_context_curves(run / EVAL_CURVE, {f'{mode} AD (in context)': returns},
                            summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out goals')
     from torch.utils.tensorboard import SummaryWriter
     with SummaryWriter(str(run)) as writer:
@@ -144,7 +135,7 @@ def evaluate_run(run: Path, args) -> dict:
     print(f"{'all':>8} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
           f"   ({E * config['horizon']} steps in {seconds:.1f} s; last 10% of episodes: "
           f"{summary['mean_return_last_10pct']:.2f})")
-    print(f"Wrote {run / 'eval_result.npy'}, eval_summary.json and in_context_curve.png")
+    print(f"Wrote {run / EVAL_RESULT}, {EVAL_SUMMARY} and {EVAL_CURVE}")
     return summary
 
 
@@ -157,14 +148,14 @@ def main():
     args.overrides = [a for a in args.items if '=' in a]
     runs = [Path(a) for a in args.items if '=' not in a]
     if not runs:
-        base = get_config(QUICK_CONFIG if args.quick else 'config/env/darkroom.yaml')
+        base = get_config(QUICK_CONFIG if args.quick else ENV_CONFIG)
         for item in args.overrides:
             if item.startswith('runs_dir='):
                 parse_overrides(base, [item])
         runs = [find_latest_run(Path(base['runs_dir']))]
         print(f"No run given: evaluating the most recently trained run, '{runs[0]}'.")
     for run in runs:
-        if not (run / 'config.yaml').exists():
+        if not (run / CONFIG_FILE).exists():
             raise UserError(f"'{run}' is not a run directory (no config.yaml). Pass a directory written by "
                             f"train.py, e.g. runs/AD-darkroom-seed0.")
     for run in runs:

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, PROJECT_ROOT, UserError, add_common_args,
-                   atomic_write_text, checkpoints, dataset_path, load_config, parse_args, run_dir, run_finished,
-                   run_main)
+from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, add_config_args, load_config
+from env import goal_split
+from history_file import dataset_path, ppo_source_curve
+from plots import plot_in_context_curves
+from run_files import EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, run_dir, run_finished
+from utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
 
@@ -64,7 +67,7 @@ def evaluate(args, timings: dict) -> None:
     for mode, model_config in MODES.items():
         run = run_dir(load_config(model_config, args.quick, args.overrides))
         ckpts = checkpoints(run)
-        result = run / 'eval_result.npy'
+        result = run / EVAL_RESULT
         if ckpts and result.exists() and result.stat().st_mtime > ckpts[-1][1].stat().st_mtime:
             print(f"\n=== evaluate {mode} AD: reusing '{result}' (newer than its last checkpoint)")
             timings[f'evaluate {mode} AD'] = None
@@ -81,9 +84,9 @@ def gather(args) -> dict:
     for mode, model_config in MODES.items():
         run = run_dir(load_config(model_config, args.quick, args.overrides))
         try:
-            train_summary = json.loads((run / 'train_summary.json').read_text())
-            eval_summary = json.loads((run / 'eval_summary.json').read_text())
-            returns = np.load(run / 'eval_result.npy')
+            train_summary = json.loads((run / TRAIN_SUMMARY).read_text())
+            eval_summary = json.loads((run / EVAL_SUMMARY).read_text())
+            returns = np.load(run / EVAL_RESULT)
         except FileNotFoundError as exc:
             raise UserError(f"'{run}' has no results yet ({Path(exc.filename).name} missing). Run "
                             f"'python example_compressed_training.py --mode all' (with the same options).") from None
@@ -120,8 +123,6 @@ def timing_table(timings: dict) -> str:
 
 
 def compare(args, timings: dict) -> None:
-    from dataset import goal_split, ppo_source_curve
-    from plots import plot_in_context_curves
     rows = gather(args)
     config = load_config(quick=args.quick, overrides=args.overrides)
     table = comparison_table(rows)
@@ -143,7 +144,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
     parser.add_argument('--out_dir', default='figs', help='where the comparison figure goes')
-    add_common_args(parser)
+    add_config_args(parser)
     args = parse_args(parser)
     load_config(quick=args.quick, overrides=args.overrides)  # bad overrides fail here, before any work
     timings: dict[str, float | None] = {}

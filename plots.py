@@ -1,15 +1,16 @@
-"""The in-context learning figure shared by evaluate.py and example_compressed_training.py."""
+"""Figures: the in-context learning curves shared by evaluate.py and example_compressed_training.py, and
+atomic PNG writing for every figure the project saves."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from utils import atomic_path
 
-from utils import atomic_path  # noqa: E402
+matplotlib.use('Agg')  # figures are written to files; no display is needed
 
 
 def plot_in_context_curves(file: Path, curves: dict[str, np.ndarray], oracle_mean: float,
@@ -31,6 +32,11 @@ def plot_in_context_curves(file: Path, curves: dict[str, np.ndarray], oracle_mea
     ax.legend(loc='best', fontsize=8, framealpha=0.8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    save_figure(fig, file)
+
+
+def save_figure(fig, file: Path) -> None:
+    """Write ``fig`` as a PNG atomically, then free it."""
     with atomic_path(file, suffix='.png') as tmp:
         fig.savefig(tmp, format='png', dpi=110)
     plt.close(fig)

@@ -1,41 +1,31 @@
-"""Train the AD transformer on PPO learning histories (standard or compressed-context AD).
-
-    python train.py                                             # standard AD (config/model/ad_dr.yaml)
-    python train.py --config config/model/ad_dr_compressed.yaml # compressed-context AD
-    python train.py --quick train_batch_size=32                 # tiny CPU run; KEY=VALUE overrides any key
-    torchrun --nproc_per_node 2 train.py ...                    # DistributedDataParallel
-Re-running resumes an unfinished run from its newest checkpoint; a finished run is left as it is."""
+"""Train the AD transformer on PPO learning histories: python train.py [--config MODEL_YAML] [--quick] [KEY=VALUE ...],
+or under torchrun for DistributedDataParallel. Re-running resumes an unfinished run; a finished one is left as it is."""
 import argparse
 import json
 import os
-import resource
 import time
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
-from utils import UserError, add_common_args, finalize_config, get_config, parse_args, run_main
+from config_schema import add_config_args, base_config, config_to_yaml, finalize_config, get_config
+from dataset import load_samplers
+from model import build_model
+from model.training import evaluate_batches, make_optimizer, make_scheduler, train_step
+from run_files import CONFIG_FILE, TRAIN_SUMMARY, checkpoints, read_run_config, run_dir, run_finished, save_checkpoint
+from utils import UserError, atomic_write_text, parse_args, peak_memory_mib, pick_device, reset_peak_memory, run_main
 
 
 def read_config(args):
-    config = get_config('./config/env/darkroom.yaml')
-    config.update(get_config('./config/algorithm/ppo_darkroom.yaml'))
-    if args.config is None:
-        config.update(get_config('./config/model/ad_dr.yaml'))  # the model config: edit this line or use --config
-    else:
+    config = base_config()  # config/env/darkroom.yaml, then config/algorithm/ppo_darkroom.yaml
+    config.update(get_config('./config/model/ad_dr.yaml'))  # the model config: edit this line or use --config
+    if args.config is not None:
         config.update(get_config(args.config))
     return finalize_config(config, args.quick, args.overrides)
 
-
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from dataset import load_samplers  # noqa: E402
-from model import ad_losses, build_model  # noqa: E402
-from model.training import autocast, make_optimizer, make_scheduler, train_step  # noqa: E402
-from utils import (atomic_path, atomic_write_text, checkpoints, config_to_yaml, pick_device, run_dir,  # noqa: E402
-                   run_finished)
 
 # keys that do not change what is trained: a resumed run may differ in these
 NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
@@ -44,11 +34,9 @@ NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_d
 
 def check_run_dir(out, config):
     """Refuse to resume into a run directory trained with a different config."""
-    saved_path = out / 'config.yaml'
-    if not saved_path.exists():
+    if not (out / CONFIG_FILE).exists():
         return
-    import yaml
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    saved = read_run_config(out)
     diff = [k for k in config if k not in NON_TRAINING_KEYS and saved.get(k) != config[k]]
     if diff:
         shown = ', '.join(f'{k}: {saved.get(k)!r} -> {config[k]!r}' for k in diff[:5])
@@ -102,23 +90,10 @@ def check_ranks_in_sync(model, world, main_process):
         print(f'DDP: parameters identical on all {world} ranks.')
 
 
-@torch.no_grad()
-def evaluate_test(model, test_batches, config, device):
-    model.eval()
-    sums = {}
-    for batch in test_batches:
-        with autocast(device):
-            out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-    model.train()
-    return {k: v / len(test_batches) for k, v in sums.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=None, help='model config YAML (default: config/model/ad_dr.yaml)')
-    add_common_args(parser)
+    add_config_args(parser)
     args = parse_args(parser)
     config = read_config(args)
     rank, world, device = setup_distributed(config)
@@ -168,7 +143,7 @@ def main():
     writer = None
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / 'config.yaml', config_to_yaml(config))
+        atomic_write_text(out / CONFIG_FILE, config_to_yaml(config))
         writer = SummaryWriter(str(out), purge_step=step if step else None)
         n_params = sum(p.numel() for p in model.parameters())
         mode = 'compressed' if config['use_compressed_context'] else 'standard'
@@ -176,7 +151,7 @@ def main():
               f"{train_sampler.n_seq} training streams, windows of {train_sampler.window_len} tokens, "
               f"{train_sampler.targets_per_window()} action targets each -> {out}")
 
-    def save_checkpoint(at_step):
+    def write_checkpoint(at_step):
         states = gather_generator_states(gen, world)
         if not main_process:
             return
@@ -185,16 +160,14 @@ def main():
                 'rng': {'torch': torch.get_rng_state(),
                         'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
                         'sampler': [s.cpu() for s in states]}}
-        with atomic_path(out / f'ckpt-{at_step}.pt') as tmp:
-            torch.save(ckpt, tmp)
+        save_checkpoint(out, at_step, ckpt)
 
     model.train()
     total = config['train_timesteps']
     last_test: dict = {}
     bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process, mininterval=1.0)
     t0, step0 = time.time(), step
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     try:
         while step < total:
             batch = train_sampler.sample(config['train_batch_size'], gen)
@@ -209,12 +182,12 @@ def main():
                 writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
             if (step % config['eval_interval'] == 0 or step == total) and main_process:
-                last_test = evaluate_test(model, test_batches, config, device)
+                last_test = evaluate_batches(model, test_batches, config)
                 for k, v in last_test.items():
                     if k != 'loss':
                         writer.add_scalar(f'test/{k}', v, step)
             if step % config['ckpt_interval'] == 0 or step == total:
-                save_checkpoint(step)
+                write_checkpoint(step)
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"CUDA ran out of memory at train_batch_size={config['train_batch_size']}. Lower it, "
                         f"e.g. 'python train.py train_batch_size={max(1, config['train_batch_size'] // 2)}'; "
@@ -226,14 +199,13 @@ def main():
         check_ranks_in_sync(model, world, main_process)
     if main_process:
         writer.close()
-        peak = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == 'cuda'
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peak, peak_kind = peak_memory_mib(device)
         summary = {'steps': step - step0, 'seconds': elapsed, 'steps_per_s': (step - step0) / max(elapsed, 1e-9),
                    'action_targets_per_s': (step - step0) * config['train_batch_size'] * world
                    * train_sampler.targets_per_window() / max(elapsed, 1e-9),
-                   'peak_mib': peak, 'peak_kind': 'cuda_max_allocated' if device.type == 'cuda' else 'process_max_rss',
+                   'peak_mib': peak, 'peak_kind': peak_kind,
                    'device': str(device), 'world_size': world, 'final_test': last_test}
-        atomic_write_text(out / 'train_summary.json', json.dumps(summary, indent=2))
+        atomic_write_text(out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
         print(f"Finished {step} steps in {elapsed:.1f} s ({summary['steps_per_s']:.1f} steps/s); "
               f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")
     if world > 1:

@@ -25,59 +25,24 @@ import argparse
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from config_schema import add_config_args, load_config
+from env import ACTION_NAMES, all_goals, oracle_return
+from history_file import (MARK_CLOSE, MARK_OPEN, dataset_path, env_groups, file_config, find_regions, marker_problems,
+                          no_markers_error, open_history, region_length, rollout_returns)
+from plots import save_figure
+from utils import UserError, parse_args, run_main
 
-from dataset import file_config, open_history, rollout_returns  # noqa: E402
-from env import all_goals, oracle_return  # noqa: E402
-from utils import UserError, add_common_args, atomic_path, dataset_path, load_config, parse_args, run_main  # noqa: E402
-
-OPEN, CLOSE = 1, 2  # <compress>, </compress>
-ACTION_NAMES = ['row+1', 'row-1', 'col+1', 'col-1', 'stay']
 MAX_PROBLEMS_SHOWN = 10
 REGION_SHADES = ('#c8ecc8', '#9fdc9f')  # alternating light greens
 OPEN_COLOR, CLOSE_COLOR, DONE_COLOR = 'tab:green', 'tab:red', '0.6'
 
 
-# ----------------------------------------------------------------------------- marker arithmetic (pure numpy)
-def expected_markers(T: int, n_steps: int) -> np.ndarray:
-    """The markers a correct stream of length T has: (T,) with 1 every n_steps, 2 just before the next 1."""
-    t = np.arange(T) % n_steps
-    return np.where(t == 0, OPEN, np.where(t == n_steps - 1, CLOSE, 0)).astype(np.int32)
-
-
-def find_regions(markers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Regions in stream-major markers (S, T): a 1 followed, as the next marker of its stream, by a 2.
-
-    Returns (stream, start, end) arrays, one entry per region, ``end`` inclusive.
-    """
-    stream, t = np.nonzero(markers)  # row-major: sorted by stream, then time
-    value = markers[stream, t]
-    pair = (value[:-1] == OPEN) & (value[1:] == CLOSE) & (stream[:-1] == stream[1:])
-    i = np.flatnonzero(pair)
-    return stream[i], t[i], t[i + 1]
-
-
-def marker_problems(markers: np.ndarray, n_steps: int) -> np.ndarray:
-    """Misplaced or missing markers in (S, T): rows (stream, step, expected, found), by stream then step."""
-    expected = expected_markers(markers.shape[1], n_steps)
-    stream, t = np.nonzero(markers != expected)
-    return np.stack([stream, t, expected[t], markers[stream, t]], axis=1)
-
-
-def infer_n_steps(markers: np.ndarray) -> int | None:
-    """The most common spacing of one stream's ``<compress>`` markers (None with fewer than two)."""
-    opens = np.flatnonzero(markers == OPEN)
-    if len(opens) < 2:
-        return None
-    return int(np.bincount(np.diff(opens)).argmax())
-
-
+# ----------------------------------------------------------------------------- one stream
 def episode_spans(dones: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per episode of one stream: (first step, last step, return). The last one may be cut off."""
     episode = np.concatenate([[0], np.cumsum(dones[:-1])])
@@ -87,14 +52,7 @@ def episode_spans(dones: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, n
 
 
 # ----------------------------------------------------------------------------- file access
-def env_groups(f) -> list[int]:
-    return sorted(int(k) for k in f.keys() if k.isdigit())
-
-
-def no_markers_error(path) -> UserError:
-    return UserError(f"No compression markers found in '{path}': it was written by older code without "
-                     f"'compress_markers', so there are no regions to show; run collect.py again "
-                     f"('python collect.py --force') to regenerate the dataset with markers.")
+NO_REGIONS = 'there are no regions to show'
 
 
 def group_goal(group, env_idx: int, grid_size: int) -> tuple[int, int]:
@@ -104,22 +62,12 @@ def group_goal(group, env_idx: int, grid_size: int) -> tuple[int, int]:
     return int(goal[0]), int(goal[1])
 
 
-def region_length(f, config: dict) -> tuple[int, str]:
-    """n_steps of the file: from its stored config, else from the marker spacing of its first stream."""
-    stored = file_config(f).get('n_steps')
-    if stored:
-        return int(stored), "the file's stored config"
-    first = f[str(env_groups(f)[0])]
-    inferred = infer_n_steps(first['compress_markers'][:, 0])
-    if inferred:
-        return inferred, 'the spacing of the <compress> markers of env 0 stream 0'
-    return config['n_steps'], 'the config (the file stores none and its markers give no spacing)'
-
-
-def save_figure(fig, file: Path) -> None:
-    with atomic_path(file, suffix='.png') as tmp:
-        fig.savefig(tmp, format='png', dpi=110)
-    plt.close(fig)
+def file_n_steps(f, config: dict) -> tuple[int, str]:
+    """n_steps of the file (``history_file.region_length``), else the config's."""
+    n_steps, source = region_length(f)
+    if n_steps is None:
+        return config['n_steps'], 'the config (the file stores none and its markers give no spacing)'
+    return n_steps, source
 
 
 # ----------------------------------------------------------------------------- plot mode
@@ -132,7 +80,7 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
                         f"{groups[0]}..{groups[-1]}. Pick one of those.")
     group = f[str(env_idx)]
     if 'compress_markers' not in group:
-        raise no_markers_error(path)
+        raise no_markers_error(path, NO_REGIONS)
     T, n_stream = group['actions'].shape
     if not 0 <= stream < n_stream:
         raise UserError(f"--stream {stream} is out of range: env {env_idx} has {n_stream} streams (0..{n_stream - 1}).")
@@ -145,9 +93,9 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     read = lambda name: group[name][:n, stream]  # noqa: E731
     rewards, actions, dones, markers, states = (read(k) for k in ('rewards', 'actions', 'dones', 'compress_markers',
                                                                  'states'))
-    n_steps, _ = region_length(f, config)
+    n_steps, _ = file_n_steps(f, config)
     t = np.arange(n)
-    opens, closes = np.flatnonzero(markers == OPEN), np.flatnonzero(markers == CLOSE)
+    opens, closes = np.flatnonzero(markers == MARK_OPEN), np.flatnonzero(markers == MARK_CLOSE)
     # a region runs from its <compress> to the next </compress>, but never past the next <compress> or the window
     close_after = np.append(closes, n - 1)[np.searchsorted(closes, opens)]
     region_end = np.minimum(close_after, np.append(opens[1:] - 1, n - 1))
@@ -177,7 +125,7 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     ax_mark.set_ylim(-1.3, 1.9)
     ax_mark.set_yticks([-1, 1], ['</compress>', '<compress>'])
     for k, (a, b) in enumerate(zip(opens, region_end)):
-        closed = markers[b] == CLOSE
+        closed = markers[b] == MARK_CLOSE
         note = '' if closed else ' (cut)' if b == n - 1 else ' (no </compress>)'
         narrow = (b - a + 1) < 0.1 * n  # too narrow for the long label
         label = f'{b - a + 1}{note}' if narrow else f'region {k}: {b - a + 1}{note}'
@@ -207,8 +155,8 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     ax_pos.set_xlim(-0.5, n - 0.5)
 
     handles = [Patch(color=REGION_SHADES[0], label='compression region (one PPO rollout)'),
-               Line2D([], [], color=OPEN_COLOR, lw=2, label='<compress> (marker 1)'),
-               Line2D([], [], color=CLOSE_COLOR, lw=2, label='</compress> (marker 2)'),
+               Line2D([], [], color=OPEN_COLOR, lw=2, label=f'<compress> (marker {MARK_OPEN})'),
+               Line2D([], [], color=CLOSE_COLOR, lw=2, label=f'</compress> (marker {MARK_CLOSE})'),
                Line2D([], [], color=DONE_COLOR, lw=1, label='episode end (done)'),
                Patch(color='tab:orange', label='reward'),
                Line2D([], [], color='tab:purple', lw=2, label='episode return'),
@@ -243,10 +191,10 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
         raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
     lacking = [i for i in groups if 'compress_markers' not in f[str(i)]]
     if lacking:
-        raise no_markers_error(path)
+        raise no_markers_error(path, NO_REGIONS)
     stored = file_config(f)
     grid_size, horizon = stored.get('grid_size', config['grid_size']), stored.get('horizon', config['horizon'])
-    n_steps, source = region_length(f, config)
+    n_steps, source = file_n_steps(f, config)
     print(f"Dataset {path}: {len(groups)} envs; n_steps = {n_steps} (from {source}).")
 
     rows, curves, all_lengths, problems, bad_per_env, incomplete = [], [], [], [], [], []
@@ -359,7 +307,7 @@ def main():
     parser.add_argument('--dataset', help='history file (default: the config\'s datasets_dir/history_...hdf5)')
     parser.add_argument('--analyze', action='store_true', help='check every env and stream; print a report')
     parser.add_argument('--out_dir', default='figs', help='where figures go (default figs)')
-    add_common_args(parser)
+    add_config_args(parser)
     args = parse_args(parser)
     config = load_config(quick=args.quick, overrides=args.overrides)
     path = Path(args.dataset) if args.dataset else dataset_path(config)

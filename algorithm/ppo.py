@@ -14,8 +14,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from algorithm.vec_env import DarkRoomVecEnv
-
-MARK_NONE, MARK_OPEN, MARK_CLOSE = 0, 1, 2
+from history_file import MARK_CLOSE, MARK_NONE, MARK_OPEN
 
 
 class HistoryLogger(BaseCallback):
@@ -44,7 +43,7 @@ class HistoryLogger(BaseCallback):
         self.rewards.append(np.rint(loc['rewards']).astype(np.int32))
         self.next_states.append(next_states)
         self.dones.append(dones.copy())
-        self.markers.append(np.zeros(len(dones), dtype=np.int32))
+        self.markers.append(np.full(len(dones), MARK_NONE, dtype=np.int32))
         return True
 
     def _on_rollout_end(self) -> None:

@@ -1,11 +1,11 @@
 """Throughput of standard vs compressed-context AD, side by side, in one command.
 
-    python bench/bench.py                                   # both modes on cuda if present, else cpu
-    python bench/bench.py --device cpu --steps 5 --warmup 2 --json bench_cpu.json
-    python bench/bench.py --batch 512                       # the equal-batch rows at 512 sequences
-    python bench/bench.py --quick --device cpu              # tiny smoke run (seconds)
-    python bench/bench.py --collect [--quick]               # PPO collection throughput instead
-    python bench/bench.py tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to both modes
+    python -m bench.bench                                   # both modes on cuda if present, else cpu
+    python -m bench.bench --device cpu --steps 5 --warmup 2 --json bench_cpu.json
+    python -m bench.bench --batch 512                       # the equal-batch rows at 512 sequences
+    python -m bench.bench --quick --device cpu              # tiny smoke run (seconds)
+    python -m bench.bench --collect [--quick]               # PPO collection throughput instead
+    python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to both modes
 
 Four rows: standard (config/model/ad_dr.yaml) and compressed (config/model/ad_dr_compressed.yaml),
 each once at its own ``train_batch_size`` (config 'default') and once at the common ``--batch``
@@ -13,8 +13,8 @@ each once at its own ``train_batch_size`` (config 'default') and once at the com
 
 * train step time: the mean over ``--steps`` timed steps after ``--warmup`` untimed ones. One step is
   the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
-  device-resident synthetic histories (16 goals x 8 streams x 13 regions, built like
-  tests/conftest.py), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
+  device-resident synthetic histories (16 goals x 8 streams x 13 regions, from
+  ``synthetic_histories.py``), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
   AdamW (``train.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
   the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
   as train.py does (give it enough ``--warmup`` steps to compile).
@@ -40,25 +40,22 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from dataset import WindowSampler, goal_split  # noqa: E402
-from env import MOVES, all_goals, start_position, step_positions  # noqa: E402
-from model import build_model  # noqa: E402
-from model.rollout import InContextRollout  # noqa: E402
-from model.training import make_optimizer, make_scheduler, train_step  # noqa: E402
-from utils import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, UserError, atomic_write_text, load_config,  # noqa: E402
-                   pick_device, run_main)
+from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, load_config
+from dataset import WindowSampler
+from env import all_goals, goal_split
+from model import build_model
+from model.rollout import InContextRollout
+from model.training import make_optimizer, make_scheduler, train_step
+from synthetic_histories import synthetic_streams
+from utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device, process_max_rss_mib,
+                   reset_peak_memory, run_main)
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
 # synthetic history sizes: (goals, streams per goal, regions per stream)
@@ -97,38 +94,6 @@ def row_specs(args) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- data
-def synthetic_streams(goals: np.ndarray, n_stream: int, T: int, region_len: int, grid_size: int,
-                      horizon: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Synthetic stream-major histories (N = goals * n_stream, T, ...) with every field of the history file.
-
-    A learner that walks towards its goal with a probability growing over time (else acts at random),
-    all streams stepped at once; markers open and close a region every ``region_len`` steps.
-    """
-    rng = np.random.default_rng(seed)
-    goal = np.repeat(np.asarray(goals), n_stream, axis=0)  # (N, 2)
-    N = len(goal)
-    start = np.tile(start_position(grid_size), (N, 1))
-    pos = start.copy()
-    states = np.empty((N, T, 2), np.int32)
-    next_states = np.empty((N, T, 2), np.int32)
-    actions = np.empty((N, T), np.int32)
-    rewards = np.empty((N, T), np.int32)
-    for t in range(T):
-        d = goal - pos
-        toward = np.select([d[:, 0] > 0, d[:, 0] < 0, d[:, 1] > 0, d[:, 1] < 0], [0, 1, 2, 3], 4)
-        action = np.where(rng.random(N) < t / T, toward, rng.integers(0, 5, N))
-        states[:, t], actions[:, t] = pos, action
-        pos, rewards[:, t] = step_positions(pos, action, goal, MOVES, grid_size)
-        next_states[:, t] = pos
-        if (t + 1) % horizon == 0:
-            pos = start.copy()
-    markers = np.zeros(T, np.int32)
-    markers[::region_len], markers[region_len - 1::region_len] = 1, 2
-    dones = np.tile((np.arange(T) + 1) % horizon == 0, (N, 1))
-    return {'states': states, 'actions': actions, 'rewards': rewards, 'next_states': next_states, 'dones': dones,
-            'compress_markers': np.tile(markers, (N, 1))}
-
-
 def make_sampler(config, device, quick: bool) -> WindowSampler:
     """Training windows from synthetic histories of training goals, resident on ``device``."""
     n_goals, n_stream, n_regions = QUICK_DATA if quick else DATA
@@ -188,11 +153,6 @@ def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
     return steps / (time.perf_counter() - start), rollout.B
 
 
-def max_rss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2 ** 20 if sys.platform == 'darwin' else rss / 2 ** 10  # bytes on macOS, KiB on Linux
-
-
 def measure_row(spec: dict) -> dict:
     """One row, in this process: training (step time, peak memory), then evaluation."""
     device = torch.device(spec['device'])
@@ -200,18 +160,16 @@ def measure_row(spec: dict) -> dict:
     sampler = make_sampler(config, device, spec['quick'])
     if device.type == 'cuda':
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
         start_mib = torch.cuda.memory_allocated(device) / 2 ** 20
     else:
-        start_mib = max_rss_mib()
+        start_mib = process_max_rss_mib()
+    reset_peak_memory(device)
     torch.manual_seed(config['seed'])
     model = build_model(config).to(device)
     step_s = time_training(model, sampler, config, device, spec['batch'], spec['steps'], spec['warmup'])
-    if device.type == 'cuda':
-        peak, measure = torch.cuda.max_memory_allocated(device) / 2 ** 20, 'cuda_max_allocated'
-        peak_abs = peak
-    else:
-        peak_abs = max_rss_mib()
+    peak_abs, measure = peak_memory_mib(device)
+    peak = peak_abs
+    if device.type != 'cuda':  # a process's max RSS includes the interpreter and imports: report the growth
         peak, measure = peak_abs - start_mib, 'cpu_max_rss'
     eval_steps_per_s, eval_rows = time_evaluation(model, config, device, spec['eval_steps'])
     targets = sampler.targets_per_window()
@@ -231,8 +189,8 @@ def measure_row(spec: dict) -> dict:
 
 def measure_row_in_subprocess(spec: dict) -> dict:
     """CPU rows: a fresh process per row, so one row's peak RSS cannot hide the next one's."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--row', json.dumps(spec)]
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # stderr passes through
+    cmd = [sys.executable, '-m', 'bench.bench', '--row', json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)  # stderr passes through
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark row {spec['mode']}/{spec['config']} failed (exit code {proc.returncode}); "
                            f"see its error above")
@@ -248,7 +206,7 @@ def device_name(device) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
+        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=PROJECT_ROOT, capture_output=True, text=True,
                              timeout=10)
     except (OSError, subprocess.SubprocessError):
         return 'unknown'

@@ -16,8 +16,9 @@ import random
 import gymnasium as gym
 import numpy as np
 
-# (d_row, d_col) for each action
+# (d_row, d_col) for each action, and its name
 MOVES = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]], dtype=np.int64)
+ACTION_NAMES = ('row+1', 'row-1', 'col+1', 'col-1', 'stay')
 N_ACTIONS = len(MOVES)
 
 

@@ -46,19 +46,24 @@ def stream_tokens(states, actions, rewards, grid_size: int, num_actions: int) ->
             'prev_reward': prev_reward, 'action': actions}
 
 
+def region_types(n_transitions: int) -> torch.Tensor:
+    """Token types of one closed region: ``<c>``, ``n_transitions`` transitions, ``</c>``; (n + 2,)."""
+    types = torch.full((n_transitions + 2,), TRANSITION)
+    types[0], types[-1] = OPEN, CLOSE
+    return types
+
+
 def compressed_window(region_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Template of a training window spanning two regions.
+    """Template of a training window spanning two regions: ``<c> previous </c> <c> current </c>``.
 
     Returns (types (L,), offsets (L,)) with L = 2 * region_len + 4: ``types`` are token types and
     ``offsets`` the step of each transition counted from the first step of the previous region
     (-1 at markers).
     """
     R = region_len
-    steps = torch.arange(2 * R)
-    marker = torch.tensor([-1])
-    offsets = torch.cat([marker, steps[:R], marker, marker, steps[R:], marker])
-    types = torch.full_like(offsets, TRANSITION)
-    types[0], types[R + 1], types[R + 2], types[-1] = OPEN, CLOSE, OPEN, CLOSE
+    types = torch.cat([region_types(R), region_types(R)])
+    offsets = torch.full_like(types, -1)
+    offsets[types == TRANSITION] = torch.arange(2 * R)
     return types, offsets
 
 
@@ -68,6 +73,17 @@ def next_type_targets(types: torch.Tensor) -> torch.Tensor:
     The last position of a window is always a ``</compress>`` in training, followed by ``<compress>``.
     """
     return torch.cat([types[..., 1:], torch.full_like(types[..., :1], OPEN)], dim=-1)
+
+
+# In-context rollout, compressed mode: the context starts as ``<c>``; when a region of n transitions closes it
+# becomes ``<c> region </c> <c>`` (``region_prefix_len(n)`` tokens) and the next region is appended after it.
+FIRST_TRANSITION = 1  # position of a region's first transition after a context's opening <c>
+
+
+def kept_region_markers(n_transitions):
+    """Positions of the ``</c>`` and the following ``<c>`` after a kept region of ``n_transitions``."""
+    close = FIRST_TRANSITION + n_transitions
+    return close, close + 1
 
 
 def region_prefix_len(n_transitions):

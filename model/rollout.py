@@ -1,15 +1,17 @@
 """In-context rollouts of a trained AD model in the batched torch Dark Room, with a KV cache.
 
-The context of every row is kept explicitly (``ctx``: token fields (B, max_len) and ``ctx_len`` (B,)),
-laid out as in training (``model.layout``):
+The context of every row is kept explicitly as token fields (B, max_len), laid out as in training
+(``model.layout``):
 
-* standard:   the last ``n_transit`` transitions. While the window fills, each step decodes one token
-  against the KV cache; once full, the window slides and positions shift, so the whole window is
-  re-encoded (one full forward) per step: exact sliding-window semantics, as in training windows.
-* compressed: ``<c> previous region </c> <c> current region so far``. Positions are stable inside a
-  region pair, so each step decodes one token against the cache. When a region closes (every
-  ``compress_interval`` steps, or when the token-type head predicts ``</c>``), the older region is
-  dropped: the context becomes ``<c> closed region </c> <c>`` and only that prefix is re-encoded.
+* standard:   the last ``n_transit`` transitions, the same length in every row (a host-side count). While
+  the window fills, each step decodes one token against the KV cache; once full, the window slides and
+  positions shift, so the whole window is re-encoded (one full forward) per step: exact sliding-window
+  semantics, as in training windows.
+* compressed: ``<c> previous region </c> <c> current region so far``, with per-row lengths on the device
+  (``ctx_len``, ``region_len``). Positions are stable inside a region pair, so each step decodes one token
+  against the cache. When a region closes (every ``compress_interval`` steps, or when the token-type head
+  predicts ``</c>``), the older region is dropped: the context becomes ``<c> closed region </c> <c>`` and
+  only that prefix is re-encoded.
 
 With ``use_cache=False`` every step recomputes the whole context instead (the reference the tests
 compare the cache against).
@@ -19,8 +21,10 @@ from __future__ import annotations
 import torch
 
 from env.torch_darkroom import BatchedDarkRoom
-from model.layout import CLOSE, OPEN, TRANSITION, cell_index, no_action, region_prefix_len
+from model.layout import (CLOSE, FIRST_TRANSITION, OPEN, TRANSITION, cell_index, kept_region_markers, no_action,
+                          region_prefix_len)
 from model.transformer import ADTransformer, KVCache
+from utils import autocast
 
 FIELDS = ('types', 'cell', 'prev_action', 'prev_reward')
 
@@ -40,50 +44,53 @@ class InContextRollout:
         self.env = BatchedDarkRoom(goals, config['grid_size'], config['horizon'])
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
+        self.autocast = autocast(self.device)
         L = model.cfg.max_len
-        dtype = torch.bfloat16 if self.device.type == 'cuda' else torch.float32
-        self.autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                       enabled=self.device.type == 'cuda')
-        self.cache = KVCache(model.cfg, self.B, self.device, dtype)
+        self.cache = KVCache(model.cfg, self.B, self.device,
+                             torch.bfloat16 if self.device.type == 'cuda' else torch.float32)
         self.ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long,
                                    device=self.device) for f in FIELDS}
-        self.ctx_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
-        self.region_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self.rows = torch.arange(self.B, device=self.device)
-        # host-side clocks: all rows move in lock-step except model-triggered region closes, so most
-        # decisions need no device->host sync
-        self.filled = 0        # standard: transitions in the window
-        self.region_step = 0   # compressed, fixed trigger: transitions in the current region
-        # instrumentation (device tensors, read after the rollout): longest context, closed region lengths
-        self._max_ctx_len = torch.zeros((), dtype=torch.long, device=self.device)
-        self._closed: list[torch.Tensor] = []
+        self.t = 0  # transitions appended so far (= env steps started): all rows step in lock-step
         self.pos = self.env.reset()
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
+        self._closed: list[torch.Tensor] = []  # lengths of the closed regions, one tensor per close event
         if self.compressed:
+            self.ctx_len = torch.ones(self.B, dtype=torch.long, device=self.device)  # the opening <c>
+            self.region_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
+            self._max_ctx_len = torch.ones((), dtype=torch.long, device=self.device)
             self.ctx['types'][:, 0] = OPEN
-            self.ctx_len[:] = 1
             if use_cache:
                 with self.autocast:
                     self._prefill(self.rows, 1)
 
     # ------------------------------------------------------------------ context bookkeeping
-    def _append(self, token: dict[str, torch.Tensor]) -> None:
-        """Write one token per row at ``ctx_len`` (sliding the window first where standard mode is full)."""
-        if not self.compressed and self.filled == self.n_transit:
+    def _standard_len(self) -> int:
+        """Transitions in a standard-mode window after ``self.t`` steps."""
+        return min(self.t, self.n_transit)
+
+    def _append(self, token: dict[str, torch.Tensor]) -> bool:
+        """Write one token per row at the end of its context. Returns True when a standard window slid."""
+        if self.compressed:
             for f in FIELDS:
-                self.ctx[f][:, :-1] = self.ctx[f][:, 1:].clone()
-            self.ctx_len -= 1
+                self.ctx[f][self.rows, self.ctx_len] = token[f].to(self.ctx[f].dtype)
+            self.ctx_len += 1
+            self._max_ctx_len = torch.maximum(self._max_ctx_len, self.ctx_len.max())
+            self.t += 1
+            return False
+        slide = self.t >= self.n_transit
         for f in FIELDS:
-            self.ctx[f][self.rows, self.ctx_len] = token[f].to(self.ctx[f].dtype)
-        self.ctx_len += 1
-        self.filled = min(self.filled + 1, self.n_transit)
-        self._max_ctx_len = torch.maximum(self._max_ctx_len, self.ctx_len.max())
+            if slide:
+                self.ctx[f][:, :-1] = self.ctx[f][:, 1:].clone()
+            self.ctx[f][:, min(self.t, self.n_transit - 1)] = token[f].to(self.ctx[f].dtype)
+        self.t += 1
+        return slide
 
     @property
     def max_ctx_len(self) -> int:
         """The longest context any row has held so far (tokens)."""
-        return int(self._max_ctx_len)
+        return int(self._max_ctx_len) if self.compressed else self._standard_len()
 
     @property
     def closed_region_lengths(self) -> list[torch.Tensor]:
@@ -97,9 +104,12 @@ class InContextRollout:
 
     def _recompute(self):
         """Logits at each row's last context position from a full forward pass (no cache)."""
-        P = self.filled if not self.compressed else int(self.ctx_len.max())
-        action_logits, type_logits = self.model(*[self.ctx[f][:, :P] for f in FIELDS])
-        last = self.ctx_len - 1
+        if self.compressed:
+            width, last = int(self.ctx_len.max()), self.ctx_len - 1
+        else:
+            width = self._standard_len()
+            last = torch.full((self.B,), width - 1, device=self.device)
+        action_logits, type_logits = self.model(*[self.ctx[f][:, :width] for f in FIELDS])
         return action_logits[self.rows, last], (type_logits[self.rows, last] if type_logits is not None else None)
 
     def _close_regions(self, rows: torch.Tensor, width: int) -> None:
@@ -112,15 +122,26 @@ class InContextRollout:
         start = self.ctx_len[rows] - n  # first transition of the current region
         src = (start[:, None] + torch.arange(width, device=self.device)).clamp(max=self.ctx['types'].shape[1] - 1)
         for f in FIELDS:
-            self.ctx[f][rows, 1:width + 1] = self.ctx[f][rows[:, None], src]
-        # markers around the kept region (n varies per row in model-triggered mode)
+            self.ctx[f][rows, FIRST_TRANSITION:FIRST_TRANSITION + width] = self.ctx[f][rows[:, None], src]
+        close, reopen = kept_region_markers(n)  # n varies per row with the model trigger
         self.ctx['types'][rows, 0] = OPEN
-        self.ctx['types'][rows, n + 1] = CLOSE
-        self.ctx['types'][rows, n + 2] = OPEN
+        self.ctx['types'][rows, close] = CLOSE
+        self.ctx['types'][rows, reopen] = OPEN
         self.ctx_len[rows] = region_prefix_len(n)
         self.region_len[rows] = 0
         if self.use_cache:
             self._prefill(rows, region_prefix_len(width))
+
+    def _maybe_close_regions(self, type_logits) -> None:
+        """Compressed mode, after a step: close the regions that end here."""
+        self.region_len += 1
+        if self.trigger == 'model':
+            closing = (self.region_len >= self.R) | (type_logits.argmax(-1) == CLOSE)
+            rows = closing.nonzero().squeeze(1)  # the one device->host sync per step this trigger needs
+            if len(rows):
+                self._close_regions(rows, int(self.region_len[rows].max()))
+        elif self.t % self.R == 0:
+            self._close_regions(self.rows, self.R)
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
@@ -129,8 +150,7 @@ class InContextRollout:
         token = {'types': torch.full((self.B,), TRANSITION, device=self.device),
                  'cell': cell_index(self.pos, self.config['grid_size']),
                  'prev_action': self.prev_action, 'prev_reward': self.prev_reward}
-        slid = not self.compressed and self.filled == self.n_transit
-        self._append(token)
+        slid = self._append(token)
         with self.autocast:
             if self.use_cache and not slid:
                 action_logits, type_logits = self.model.decode(*[token[f] for f in FIELDS], cache=self.cache)
@@ -145,17 +165,8 @@ class InContextRollout:
         self.prev_action, self.prev_reward = action, reward
         self.pos = self.env.reset() if done else next_pos
         if self.compressed:
-            self.region_len += 1
-            self.region_step += 1
             with self.autocast:
-                if self.trigger == 'model':
-                    closing = (self.region_len >= self.R) | (type_logits.argmax(-1) == CLOSE)
-                    rows = closing.nonzero().squeeze(1)  # the one sync per step this trigger needs
-                    if len(rows):
-                        self._close_regions(rows, int(self.region_len[rows].max()))
-                elif self.region_step == self.R:
-                    self._close_regions(self.rows, self.R)
-                    self.region_step = 0
+                self._maybe_close_regions(type_logits)
         return reward, done, action_logits
 
     @torch.no_grad()

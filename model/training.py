@@ -1,4 +1,4 @@
-"""One training step and its optimiser, shared by train.py and bench/bench.py."""
+"""One training step, its optimiser and schedule, and the held-out loss; shared by train.py and the benchmark."""
 from __future__ import annotations
 
 import math
@@ -6,11 +6,7 @@ import math
 import torch
 
 from model.loss import ad_losses
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+from utils import autocast
 
 
 def make_optimizer(model, config) -> torch.optim.AdamW:
@@ -50,3 +46,17 @@ def train_step(net, model, batch, optimizer, scheduler, config, with_metrics: bo
     optimizer.step()
     scheduler.step()
     return losses
+
+
+@torch.no_grad()
+def evaluate_batches(model, batches: list[dict], config) -> dict[str, float]:
+    """Mean losses and metrics of ``model`` over fixed batches (e.g. the held-out goals' windows)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    for batch in batches:
+        with autocast(batch['cell'].device):
+            out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    model.train()
+    return {k: v / len(batches) for k, v in sums.items()}

@@ -1,7 +1,7 @@
-"""bench/bench.py: the quick smoke run measures both modes at their default and at an equal batch size."""
+"""python -m bench.bench: the quick smoke run measures both modes at their default and at an equal batch size."""
 import json
 
-from tests.conftest import run_script
+from tests.helpers import run_script
 
 REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'peak_mib', 'device',
             'eval_steps_per_s', 'eval_transitions_per_s', 'tokens', 'targets_per_window', 'config', 'torch', 'date',
@@ -12,7 +12,7 @@ POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_ste
 
 def test_quick_bench_writes_four_comparable_rows(tmp_path):
     out = tmp_path / 'bench.json'
-    proc = run_script('bench/bench.py', '--quick', '--device', 'cpu', '--json', out, timeout=300)
+    proc = run_script('-m', 'bench.bench', '--quick', '--device', 'cpu', '--json', out, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'cpu_max_rss' in proc.stdout and 'equal batch' in proc.stdout
 

@@ -9,8 +9,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 import collect
 from algorithm.ppo import HistoryLogger, make_ppo, rollouts_needed
 from algorithm.vec_env import DarkRoomVecEnv
-from tests.conftest import assert_user_error, run_script
-from utils import UserError, dataset_path, load_config
+from tests.helpers import assert_user_error, run_script
+from config_schema import load_config
+from history_file import dataset_path
+from utils import UserError
 
 TINY_COLLECT = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1']
 

@@ -1,7 +1,7 @@
 import pytest
 
-from tests.conftest import assert_user_error, run_script
-from utils import ConfigError, get_config, load_config
+from tests.helpers import assert_user_error, run_script
+from config_schema import ConfigError, get_config, load_config
 
 
 def test_merge_order_include_quick_and_overrides():

@@ -1,6 +1,6 @@
 import torch
 
-from tests.conftest import TINY_STANDARD, run_script
+from tests.helpers import TINY_STANDARD, run_script
 
 
 def test_two_process_gloo_training_keeps_ranks_in_sync_and_resumes(tmp_path, workdir, tiny_dataset):

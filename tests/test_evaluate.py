@@ -10,10 +10,8 @@ from env import all_goals
 from model import build_model
 from model.layout import CLOSE, OPEN, TRANSITION
 from model.rollout import InContextRollout
-from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
-from utils import load_config
-
-COMPRESSED = ['--config', 'config/model/ad_dr_compressed.yaml']
+from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
+from config_schema import load_config
 
 
 def tiny(compressed, *extra):

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from tests.conftest import ROOT, assert_user_error, run_script
+from tests.helpers import ROOT, assert_user_error, run_script
 
 QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
 

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from config_schema import load_config
 from dataset import WindowSampler
 from model import ad_losses, balanced_accuracy, build_model
 from model.layout import CLOSE, IGNORE, OPEN, TRANSITION, compressed_window, next_type_targets, stream_tokens
-from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, synthetic_history
-from utils import load_config
+from synthetic_histories import synthetic_history
+from tests.helpers import TINY_COMPRESSED, TINY_STANDARD
 
 
 def tiny_config(compressed: bool):

@@ -5,10 +5,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script, write_synthetic
-from utils import dataset_path, load_config
-
-COMPRESSED = ['--config', 'config/model/ad_dr_compressed.yaml']
+from config_schema import load_config
+from history_file import dataset_path
+from synthetic_histories import write_synthetic_file
+from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 TAGS = {'train/loss', 'train/loss_action', 'train/acc_action', 'train/lr', 'test/loss_action', 'test/acc_action'}
 COMPRESSED_TAGS = {'train/loss_token_type', 'train/acc_token_type', 'test/loss_token_type', 'test/acc_token_type'}
 
@@ -69,7 +69,7 @@ def test_missing_dataset_says_to_run_collect(workdir):
 
 def test_old_files_without_markers_train_standard_but_not_compressed(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    write_synthetic(dataset_path(config), config, markers=False, attrs=False)
+    write_synthetic_file(dataset_path(config), config, markers=False, attrs=False)
     assert run_script('train.py', *TINY_STANDARD, *workdir, 'train_timesteps=2').returncode == 0
     proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir)
     assert_user_error(proc, 'No compression markers found', 'run collect.py again')
@@ -78,7 +78,7 @@ def test_old_files_without_markers_train_standard_but_not_compressed(tmp_path, w
 
 def test_old_files_with_markers_but_no_attributes_train_compressed(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    write_synthetic(dataset_path(config), config, markers=True, attrs=False)
+    write_synthetic_file(dataset_path(config), config, markers=True, attrs=False)
     assert run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'train_timesteps=2').returncode == 0
     proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'compress_interval=4',
                       f'runs_dir={tmp_path / "other"}')
@@ -121,7 +121,7 @@ def test_a_damaged_checkpoint_is_reported_not_resumed(tmp_path, workdir, tiny_da
 
 def test_a_history_file_missing_fields_is_reported(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    path = write_synthetic(dataset_path(config), config)
+    path = write_synthetic_file(dataset_path(config), config)
     with h5py.File(path, 'r+') as f:
         del f['5']['actions']
     assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), "group '5' has no actions")
@@ -134,7 +134,7 @@ def test_a_split_without_held_out_goals_is_refused(workdir, tiny_dataset):
 
 def test_misplaced_markers_are_refused_in_compressed_mode(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    path = write_synthetic(dataset_path(config), config)
+    path = write_synthetic_file(dataset_path(config), config)
     with h5py.File(path, 'r+') as f:
         f['0']['compress_markers'][5, 1] = 2  # a </compress> in the middle of a region of a training goal
     proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir)

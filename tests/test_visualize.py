@@ -3,9 +3,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_STANDARD, assert_user_error, run_script, write_synthetic
-from utils import dataset_path, load_config
-from visualize_compression import expected_markers, find_regions, infer_n_steps, marker_problems
+from config_schema import load_config
+from history_file import dataset_path, expected_markers, find_regions, infer_n_steps, marker_problems
+from synthetic_histories import write_synthetic_file
+from tests.helpers import TINY_STANDARD, assert_user_error, run_script
 
 
 def visualize(tmp_path, workdir, *args):
@@ -16,7 +17,7 @@ def visualize(tmp_path, workdir, *args):
 def history(tmp_path, workdir):
     """The tiny synthetic file: 81 envs x 3 streams x 48 steps, regions of n_steps=8."""
     config = load_config(overrides=TINY_STANDARD + workdir)
-    return write_synthetic(dataset_path(config), config)
+    return write_synthetic_file(dataset_path(config), config)
 
 
 def test_marker_arithmetic():
@@ -79,7 +80,7 @@ def test_analyze_names_misplaced_markers(tmp_path, workdir, history):
 
 def test_analyze_infers_n_steps_for_older_files(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    path = write_synthetic(tmp_path / 'old.hdf5', config, markers=True, attrs=False)
+    path = write_synthetic_file(tmp_path / 'old.hdf5', config, markers=True, attrs=False)
     proc = visualize(tmp_path, workdir, '--analyze', '--dataset', path)
     assert proc.returncode == 0, proc.stderr
     assert 'n_steps = 8 (from the spacing' in proc.stdout
@@ -89,7 +90,7 @@ def test_analyze_infers_n_steps_for_older_files(tmp_path, workdir):
 @pytest.mark.parametrize('mode', [[], ['--analyze']])
 def test_file_without_markers_is_refused(tmp_path, workdir, mode):
     config = load_config(overrides=TINY_STANDARD + workdir)
-    path = write_synthetic(tmp_path / 'old.hdf5', config, markers=False, attrs=False)
+    path = write_synthetic_file(tmp_path / 'old.hdf5', config, markers=False, attrs=False)
     proc = visualize(tmp_path, workdir, '--dataset', path, *mode)
     assert_user_error(proc, 'No compression markers found', 'run collect.py again')
     assert proc.returncode == 2

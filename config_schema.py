@@ -1,0 +1,270 @@
+"""The configuration: the schema of every key, loading YAML files, merging them and checking the result.
+
+A config is a flat ``dict`` of YAML values. Files are merged in the order env -> algorithm -> model (later
+files win); a file may ``include:`` another file (path relative to the project root), whose keys it then
+overrides. ``--quick`` applies ``config/quick.yaml`` on top, then trailing ``KEY=VALUE`` overrides (parsed
+with YAML typing) win over everything. Every key is checked against ``SCHEMA``: an unknown key, a wrong type
+or an impossible value is a ``ConfigError`` naming the key and where it came from.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from utils import PROJECT_ROOT, UserError
+
+ENV_CONFIG = 'config/env/darkroom.yaml'
+ALG_CONFIG = 'config/algorithm/ppo_darkroom.yaml'
+MODEL_CONFIG = 'config/model/ad_dr.yaml'
+COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
+QUICK_CONFIG = 'config/quick.yaml'
+
+
+class ConfigError(UserError):
+    pass
+
+
+# ----------------------------------------------------------------------------- schema
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _fraction(v):
+    return 0 < v < 1
+
+
+def _one_of(*choices):
+    check = lambda v: v in choices  # noqa: E731
+    check.__doc__ = 'one of ' + ', '.join(map(str, choices))
+    return check
+
+
+_INT, _FLOAT, _BOOL, _STR, _LIST = int, float, bool, str, list
+# key: (type, check or None, what the check demands)
+SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
+    # env
+    'env': (_STR, _one_of('darkroom'), "'darkroom'"),
+    'grid_size': (_INT, lambda v: v >= 2, 'an integer >= 2'),
+    'horizon': (_INT, _positive, 'a positive integer'),
+    'num_actions': (_INT, _one_of(5), '5 (Dark Room has 5 actions)'),
+    'env_split_seed': (_INT, None, 'an integer'),
+    'train_env_ratio': (_FLOAT, _fraction, 'a number strictly between 0 and 1'),
+    'datasets_dir': (_STR, None, 'a directory path'),
+    'runs_dir': (_STR, None, 'a directory path'),
+    # algorithm (PPO source)
+    'alg': (_STR, _one_of('PPO'), "'PPO'"),
+    'alg_seed': (_INT, None, 'an integer'),
+    'n_stream': (_INT, _positive, 'a positive integer'),
+    'n_steps': (_INT, lambda v: v >= 2, 'an integer >= 2'),
+    'train_source_timesteps': (_INT, _positive, 'a positive integer'),
+    'ppo_batch_size': (_INT, lambda v: v >= 2, 'an integer >= 2'),
+    'ppo_n_epochs': (_INT, _positive, 'a positive integer'),
+    'ppo_learning_rate': (_FLOAT, _positive, 'a positive number'),
+    'ppo_gamma': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
+    'ppo_gae_lambda': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
+    'ppo_clip_range': (_FLOAT, _positive, 'a positive number'),
+    'ppo_ent_coef': (_FLOAT, _non_negative, 'a number >= 0'),
+    'ppo_vf_coef': (_FLOAT, _non_negative, 'a number >= 0'),
+    'ppo_max_grad_norm': (_FLOAT, _positive, 'a positive number'),
+    'ppo_net_arch': (_LIST, lambda v: all(isinstance(x, int) and x > 0 for x in v), 'a list of positive integers'),
+    'n_process': (_INT, _non_negative, 'an integer >= 0 (0 = one per CPU core)'),
+    'ppo_log_dir': (_STR, None, 'a directory path'),
+    # model / training
+    'model': (_STR, _one_of('AD'), "'AD'"),
+    'use_compressed_context': (_BOOL, None, 'true or false'),
+    'compress_interval': (_INT, _positive, 'a positive integer'),
+    'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2'),
+    'tf_n_embd': (_INT, _positive, 'a positive integer'),
+    'tf_n_layer': (_INT, _positive, 'a positive integer'),
+    'tf_n_head': (_INT, _positive, 'a positive integer'),
+    'tf_dim_feedforward': (_INT, _positive, 'a positive integer'),
+    'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0'),
+    'train_timesteps': (_INT, _positive, 'a positive integer'),
+    'train_batch_size': (_INT, _positive, 'a positive integer'),
+    'test_batch_size': (_INT, _positive, 'a positive integer'),
+    'train_n_stream': (_INT, _non_negative, 'an integer >= 0 (0 = all streams)'),
+    'lr': (_FLOAT, _positive, 'a positive number'),
+    'min_lr_ratio': (_FLOAT, lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    'beta1': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    'beta2': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    'weight_decay': (_FLOAT, _non_negative, 'a number >= 0'),
+    'num_warmup_steps': (_INT, _non_negative, 'an integer >= 0'),
+    'grad_clip': (_FLOAT, _non_negative, 'a number >= 0 (0 = off)'),
+    'summary_interval': (_INT, _positive, 'a positive integer'),
+    'eval_interval': (_INT, _positive, 'a positive integer'),
+    'ckpt_interval': (_INT, _positive, 'a positive integer'),
+    'test_n_batches': (_INT, _positive, 'a positive integer'),
+    'seed': (_INT, None, 'an integer'),
+    'device': (_STR, lambda v: v == 'auto' or v == 'cpu' or v.startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
+    'compile': (_BOOL, None, 'true or false'),
+    # evaluation
+    'eval_episodes': (_INT, _positive, 'a positive integer'),
+    'eval_streams_per_goal': (_INT, _positive, 'a positive integer'),
+    'eval_compress_trigger': (_STR, _one_of('fixed', 'model'), "'fixed' or 'model'"),
+    'eval_seed': (_INT, None, 'an integer'),
+}
+
+
+def _type_ok(expected: type, value: Any) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def check_key(key: str, value: Any, source: str) -> Any:
+    """Validate one key/value pair; return the value (ints widened to float where a float is expected)."""
+    if key not in SCHEMA:
+        near = difflib.get_close_matches(key, SCHEMA.keys(), n=1, cutoff=0.6)
+        hint = f" Did you mean '{near[0]}'?" if near else ' See the configuration table in README.md.'
+        raise ConfigError(f"Unknown config key '{key}' in {source}.{hint}")
+    typ, check, demand = SCHEMA[key]
+    if typ is float and isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if not _type_ok(typ, value):
+        raise ConfigError(f"Config key '{key}' in {source} must be {demand}, got {value!r} "
+                          f"({type(value).__name__}).")
+    if typ is float:
+        value = float(value)
+    if check is not None and not check(value):
+        raise ConfigError(f"Config key '{key}' in {source} must be {demand}, got {value!r}.")
+    return value
+
+
+class Config(dict):
+    """A flat config dict that remembers which file or override set each key."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sources: dict[str, str] = {k: '<code>' for k in self}
+
+    def update(self, other=(), **kwargs):  # keeps the quick-start's `config.update(get_config(...))` idiom
+        items = dict(other, **kwargs)
+        for key, value in items.items():
+            self[key] = value
+            self.sources[key] = other.sources.get(key, '<code>') if isinstance(other, Config) else '<code>'
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        self[key] = check_key(key, value, source)
+        self.sources[key] = source
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, 'the config')
+
+
+# ----------------------------------------------------------------------------- loading and merging
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A config path as given, relative to the working directory or else to the project root."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return PROJECT_ROOT / p
+
+
+def get_config(path: str | os.PathLike, _seen: tuple = ()) -> Config:
+    """Read one YAML config file (following ``include:``) and check every key in it."""
+    file = resolve_path(path)
+    shown = str(path)
+    if not file.is_file():
+        raise ConfigError(f"Config file '{shown}' does not exist. Use one of the files under config/ "
+                          f"(for example {MODEL_CONFIG} or {COMPRESSED_MODEL_CONFIG}).")
+    if file.resolve() in _seen:
+        raise ConfigError(f"Config file '{shown}' includes itself (through {', '.join(map(str, _seen))}).")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file '{shown}' is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file '{shown}' must hold a mapping of keys to values.")
+    config = Config()
+    include = raw.pop('include', None)
+    if include is not None:
+        includes = include if isinstance(include, list) else [include]
+        for inc in includes:
+            config.update(get_config(PROJECT_ROOT / inc if not Path(inc).is_absolute() else inc,
+                                     _seen + (file.resolve(),)))
+    for key, value in raw.items():
+        config.set(str(key), value, shown)
+    return config
+
+
+def parse_overrides(config: Config, overrides: Iterable[str]) -> None:
+    """Apply ``KEY=VALUE`` strings (YAML-typed) to ``config`` in place."""
+    for item in overrides:
+        if '=' not in item:
+            raise ConfigError(f"Cannot read argument '{item}': overrides are written KEY=VALUE "
+                              f"(for example train_timesteps=2000).")
+        key, text = item.split('=', 1)
+        try:
+            value = yaml.safe_load(text) if text != '' else ''
+        except yaml.YAMLError:
+            value = text
+        config.set(key.strip(), value, f"override '{item}'")
+
+
+def base_config() -> Config:
+    """The env and algorithm files merged: what every model config is laid over."""
+    config = get_config(ENV_CONFIG)
+    config.update(get_config(ALG_CONFIG))
+    return config
+
+
+def load_config(model_config: str | None = None, quick: bool = False, overrides: Iterable[str] = ()) -> Config:
+    """The standard merge: env -> algorithm -> model -> quick -> overrides, then cross-key checks."""
+    config = base_config()
+    config.update(get_config(model_config or MODEL_CONFIG))
+    return finalize_config(config, quick, overrides)
+
+
+def finalize_config(config: Config, quick: bool = False, overrides: Iterable[str] = ()) -> Config:
+    """Apply ``--quick`` and overrides, then check that all keys are present and consistent."""
+    if quick:
+        config.update(get_config(QUICK_CONFIG))
+    parse_overrides(config, overrides)
+    missing = sorted(set(SCHEMA) - set(config))
+    if missing:
+        raise ConfigError(f"Config keys missing: {', '.join(missing)}. A model config should "
+                          f"'include: {MODEL_CONFIG}' and override only what it changes.")
+    check_consistency(config)
+    return config
+
+
+def check_consistency(config: Config) -> None:
+    """Checks between keys that need no dataset."""
+    c = config
+    if c['use_compressed_context'] and c['n_transit'] < 2 * c['compress_interval']:
+        raise ConfigError(
+            f"Compressed mode needs n_transit >= 2 * compress_interval, got n_transit={c['n_transit']} "
+            f"({c.source('n_transit')}) and compress_interval={c['compress_interval']} "
+            f"({c.source('compress_interval')}). Set n_transit to {2 * c['compress_interval']}.")
+    if c['tf_n_embd'] % c['tf_n_head'] != 0:
+        raise ConfigError(f"tf_n_embd={c['tf_n_embd']} ({c.source('tf_n_embd')}) must be divisible by "
+                          f"tf_n_head={c['tf_n_head']} ({c.source('tf_n_head')}).")
+    if c['ppo_batch_size'] > c['n_steps'] * c['n_stream']:
+        raise ConfigError(f"ppo_batch_size={c['ppo_batch_size']} ({c.source('ppo_batch_size')}) is larger than "
+                          f"one rollout (n_steps * n_stream = {c['n_steps'] * c['n_stream']}).")
+
+
+def config_to_yaml(config: dict) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- command line
+def add_config_args(parser) -> None:
+    """``--quick`` and trailing ``KEY=VALUE`` overrides, shared by every script."""
+    parser.add_argument('--quick', action='store_true', help=f'apply {QUICK_CONFIG}: a tiny setting for 2 CPU cores')
+    parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')

@@ -1,0 +1,236 @@
+"""The learning-history file (HDF5): its schema and marker values, the region rule, writing, reading, checks
+and the return statistics read from it.
+
+File layout (shared with earlier AD code in this line, so its files load):
+    /<env index>/states        (T, n_stream, 2) int32
+                 actions       (T, n_stream)    int32
+                 rewards       (T, n_stream)    int32
+                 next_states   (T, n_stream, 2) int32
+                 dones         (T, n_stream)    bool
+                 compress_markers (T, n_stream) int32: MARK_OPEN on the first / MARK_CLOSE on the last
+                                  transition of a PPO rollout, MARK_NONE elsewhere
+    file attrs:  schema_version, config (YAML text of the full collect config)
+    group attrs: goal (row, col), env_idx
+
+The region rule: a region is exactly ``n_steps`` transitions of one stream, collected under one policy, so a
+correct stream's markers are MARK_OPEN, n_steps - 2 x MARK_NONE, MARK_CLOSE, repeated.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from utils import UserError, atomic_path
+
+SCHEMA_VERSION = 1
+FIELDS = ('states', 'actions', 'rewards', 'next_states', 'dones', 'compress_markers')
+DTYPES = {'states': np.int32, 'actions': np.int32, 'rewards': np.int32, 'next_states': np.int32,
+          'dones': np.bool_, 'compress_markers': np.int32}
+MARK_NONE, MARK_OPEN, MARK_CLOSE = 0, 1, 2  # compress_markers values: inside, <compress>, </compress>
+
+
+def dataset_path(config: dict) -> Path:
+    """``{datasets_dir}/history_{env}_{alg}_alg-seed{alg_seed}.hdf5``."""
+    return Path(config['datasets_dir']) / f"history_{config['env']}_{config['alg']}_alg-seed{config['alg_seed']}.hdf5"
+
+
+# ----------------------------------------------------------------------------- the region rule
+def expected_markers(T: int, n_steps: int) -> np.ndarray:
+    """The markers of a correct stream of length T: (T,) MARK_OPEN every n_steps, MARK_CLOSE just before the next."""
+    t = np.arange(T) % n_steps
+    return np.where(t == 0, MARK_OPEN, np.where(t == n_steps - 1, MARK_CLOSE, MARK_NONE)).astype(np.int32)
+
+
+def marker_problems(markers: np.ndarray, n_steps: int) -> np.ndarray:
+    """Misplaced or missing markers in stream-major (S, T): rows (stream, step, expected, found), by stream, step."""
+    expected = expected_markers(markers.shape[1], n_steps)
+    stream, t = np.nonzero(markers != expected)
+    return np.stack([stream, t, expected[t], markers[stream, t]], axis=1)
+
+
+def find_regions(markers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions in stream-major markers (S, T): a MARK_OPEN followed, as the next marker of its stream, by a MARK_CLOSE.
+
+    Returns (stream, start, end) arrays, one entry per region, ``end`` inclusive.
+    """
+    stream, t = np.nonzero(markers)  # row-major: sorted by stream, then time
+    value = markers[stream, t]
+    pair = (value[:-1] == MARK_OPEN) & (value[1:] == MARK_CLOSE) & (stream[:-1] == stream[1:])
+    i = np.flatnonzero(pair)
+    return stream[i], t[i], t[i + 1]
+
+
+def infer_n_steps(markers: np.ndarray) -> int | None:
+    """The most common spacing of one stream's MARK_OPEN markers, (T,) -> int (None with fewer than two)."""
+    opens = np.flatnonzero(markers == MARK_OPEN)
+    if len(opens) < 2:
+        return None
+    return int(np.bincount(np.diff(opens)).argmax())
+
+
+def region_length(f: h5py.File) -> tuple[int | None, str]:
+    """(n_steps, where it came from): the file's stored config, else the marker spacing of its first stream."""
+    stored = file_config(f).get('n_steps')
+    if stored:
+        return int(stored), "the file's stored config"
+    groups = env_groups(f)
+    if groups and 'compress_markers' in f[str(groups[0])]:
+        inferred = infer_n_steps(f[str(groups[0])]['compress_markers'][:, 0])
+        if inferred:
+            return inferred, f'the spacing of the <compress> markers of env {groups[0]} stream 0'
+    return None, 'nowhere (the file stores no config and its markers give no spacing)'
+
+
+def check_markers(markers: np.ndarray, n_steps: int, path: str) -> None:
+    """Stream-major markers (N, T) with T a multiple of ``n_steps``: every region must be whole and aligned."""
+    bad = marker_problems(markers, n_steps)
+    if len(bad):
+        stream, t = bad[0, :2]
+        raise UserError(f"Dataset '{path}': compression markers are not on {n_steps}-step rollout boundaries "
+                        f"(first mismatch in stream {stream} at step {t}). Run 'python collect.py --force'.")
+
+
+# ----------------------------------------------------------------------------- writing
+class HistoryWriter:
+    """Write a history file atomically: use as a context manager, ``add`` one goal at a time.
+
+    The data goes to a temporary file beside the target and is renamed onto it only when the block
+    ends without error, so an interrupted or failed collect leaves no partial file.
+    """
+
+    def __init__(self, path: str | Path, config: dict):
+        self.path, self.config = Path(path), config
+        self._atomic = atomic_path(self.path, suffix='.hdf5')
+
+    def __enter__(self):
+        tmp = self._atomic.__enter__()
+        self.file = h5py.File(tmp, 'w')
+        self.file.attrs['schema_version'] = SCHEMA_VERSION
+        self.file.attrs['config'] = yaml.safe_dump(dict(self.config), sort_keys=False)
+        return self
+
+    def add(self, env_idx: int, goal, history: dict[str, np.ndarray]) -> None:
+        """One goal's history: time-major arrays (T, n_stream, ...) keyed by ``FIELDS``."""
+        group = self.file.create_group(str(env_idx))
+        group.attrs['goal'] = np.asarray(goal, dtype=np.int32)
+        group.attrs['env_idx'] = env_idx
+        for name in FIELDS:
+            group.create_dataset(name, data=np.asarray(history[name], dtype=DTYPES[name]),
+                                 compression='gzip', compression_opts=1)
+
+    def __exit__(self, exc_type, exc, tb):
+        self.file.close()
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
+# ----------------------------------------------------------------------------- reading and checks
+def missing_dataset_error(path: Path) -> UserError:
+    return UserError(f"Dataset '{path}' not found. Run 'python collect.py' first (with the same config "
+                     f"overrides, e.g. --quick) to create it, or set datasets_dir to where it lives.")
+
+
+def no_markers_error(path, consequence: str) -> UserError:
+    return UserError(f"No compression markers found in '{path}' (it was written by older code, without "
+                     f"'compress_markers'): {consequence}; run collect.py again ('python collect.py --force') to "
+                     f"regenerate the dataset with markers.")
+
+
+def open_history(path: str | Path) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise missing_dataset_error(path)
+    try:
+        return h5py.File(path, 'r')
+    except OSError as exc:
+        raise UserError(f"Dataset '{path}' cannot be read as HDF5 ({exc}). Run 'python collect.py --force' "
+                        f"to write it again.") from None
+
+
+def file_config(f: h5py.File) -> dict:
+    """The collect config stored in the file ({} for files written by older code)."""
+    text = f.attrs.get('config')
+    return yaml.safe_load(text) if text else {}
+
+
+def env_groups(f: h5py.File) -> list[int]:
+    """The env indices the file holds, ascending."""
+    return sorted(int(k) for k in f.keys() if k.isdigit())
+
+
+def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed: bool) -> dict:
+    """Check that the file fits the config before any training work. Returns facts about the file."""
+    path = f.filename
+    missing = [i for i in env_indices if str(i) not in f]
+    if missing:
+        raise UserError(f"Dataset '{path}' has no group for env indices {missing[:8]}"
+                        f"{' ...' if len(missing) > 8 else ''}. It was collected for another grid or split; "
+                        f"run 'python collect.py --force' with this config.")
+    for i in env_indices:
+        lacking = [name for name in ('states', 'actions', 'rewards') if name not in f[str(i)]]
+        if lacking:
+            raise UserError(f"Dataset '{path}': group '{i}' has no {', '.join(lacking)}. The file is incomplete or "
+                            f"not a history file; run 'python collect.py --force' to write it again.")
+    stored = file_config(f)
+    if stored.get('grid_size', config['grid_size']) != config['grid_size']:
+        raise UserError(f"Dataset '{path}' was collected on a {stored['grid_size']}x{stored['grid_size']} grid "
+                        f"but grid_size={config['grid_size']}. Use a matching grid_size or collect again.")
+    first = f[str(env_indices[0])]
+    max_coord = int(np.max(first['states'][:])) if 'states' in first else 0
+    if max_coord >= config['grid_size']:
+        raise UserError(f"Dataset '{path}' holds positions up to {max_coord}, outside a grid of size "
+                        f"{config['grid_size']}. Use a matching grid_size or collect again.")
+    T = first['actions'].shape[0]
+    info = {'T': T, 'n_stream': first['actions'].shape[1], 'n_steps': stored.get('n_steps')}
+    if compressed:
+        if any('compress_markers' not in f[str(i)] for i in env_indices):
+            raise no_markers_error(path, 'compressed mode needs them (standard mode still trains on this file)')
+        n_steps = region_length(f)[0] or T
+        info['n_steps'] = n_steps
+        if config['compress_interval'] != n_steps:
+            raise UserError(f"compress_interval={config['compress_interval']} but the dataset's PPO n_steps is "
+                            f"{n_steps}: regions would not match the rollouts. Set compress_interval={n_steps} "
+                            f"(e.g. 'python train.py compress_interval={n_steps}') or collect with n_steps="
+                            f"{config['compress_interval']}.")
+    return info
+
+
+def read_streams(f: h5py.File, env_indices: list[int], n_timesteps: int, n_stream: int = 0) -> dict[str, np.ndarray]:
+    """Read goals ``env_indices``: dict of stream-major arrays (n_goals * n_stream, T, ...)."""
+    out = {name: [] for name in ('states', 'actions', 'rewards', 'compress_markers')}
+    for i in env_indices:
+        group = f[str(i)]
+        streams = slice(None, n_stream or None)
+        for name in out:
+            if name in group:
+                out[name].append(np.swapaxes(group[name][:n_timesteps, streams], 0, 1))
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+# ----------------------------------------------------------------------------- return statistics
+def episode_returns(rewards: np.ndarray, horizon: int) -> np.ndarray:
+    """rewards (T, n_stream) -> returns of the complete episodes (T // horizon, n_stream)."""
+    T = rewards.shape[0] - rewards.shape[0] % horizon
+    return rewards[:T].reshape(T // horizon, horizon, -1).sum(1)
+
+
+def rollout_returns(rewards: np.ndarray, n_steps: int, horizon: int) -> np.ndarray:
+    """Mean episode return in each PPO rollout: rewards (T, n_stream) -> (T // n_steps,)."""
+    per_rollout = rewards[: rewards.shape[0] - rewards.shape[0] % n_steps].reshape(-1, n_steps, rewards.shape[1])
+    return per_rollout.sum(1).mean(1) * horizon / n_steps
+
+
+def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:
+    """The PPO source's mean episode return per episode over the test goals' streams (None if no dataset)."""
+    path = dataset_path(config)
+    if not path.exists():
+        return None
+    with open_history(path) as f:
+        curves = []
+        for i in test_idx:
+            if str(i) not in f:
+                return None
+            curves.append(episode_returns(f[str(i)]['rewards'][:], config['horizon']).mean(1))
+    return np.mean(curves, axis=0)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from config_schema import add_config_args, load_config
+from config_schema import add_config_args, format_config, load_config, presets_of
 from env import all_goals, oracle_return
 from history_file import HistoryWriter, dataset_path, rollout_returns
 from utils import UserError, parse_args, run_main
@@ -43,7 +43,10 @@ def main():
     parser.add_argument('--force', action='store_true', help='overwrite an existing dataset')
     add_config_args(parser)
     args = parse_args(parser)
-    config = load_config(quick=args.quick, overrides=args.overrides)
+    config = load_config(presets=presets_of(args), overrides=args.overrides)
+    if args.print_config:
+        print(format_config(config))
+        return 0
 
     path = dataset_path(config)
     if path.exists() and not args.force:

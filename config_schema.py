@@ -4,7 +4,9 @@ A config is a flat ``dict`` of YAML values. Files are merged in the order env ->
 files win); a file may ``include:`` another file (path relative to the project root), whose keys it then
 overrides. ``--quick`` applies ``config/quick.yaml`` on top, then trailing ``KEY=VALUE`` overrides (parsed
 with YAML typing) win over everything. Every key is checked against ``SCHEMA``: an unknown key, a wrong type
-or an impossible value is a ``ConfigError`` naming the key and where it came from.
+or an impossible value is a ``ConfigError`` naming the key and where it came from. ``--cpu`` applies
+``config/cpu.yaml`` the way ``--quick`` applies its file; ``--print-config`` shows the merged result with the file
+or override behind every key.
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ ALG_CONFIG = 'config/algorithm/ppo_darkroom.yaml'
 MODEL_CONFIG = 'config/model/ad_dr.yaml'
 COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
+CPU_CONFIG = 'config/cpu.yaml'
+PRESETS = {'quick': QUICK_CONFIG, 'cpu': CPU_CONFIG}  # command-line switch -> file applied after the model config
+CONFIG_FILE_DEFAULTS = 'the defaults (a key the config file lacks)'
 
 
 class ConfigError(UserError):
@@ -59,6 +64,7 @@ SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
     'train_env_ratio': (_FLOAT, _fraction, 'a number strictly between 0 and 1'),
     'datasets_dir': (_STR, None, 'a directory path'),
     'runs_dir': (_STR, None, 'a directory path'),
+    'figs_dir': (_STR, None, 'a directory path'),
     # algorithm (PPO source)
     'alg': (_STR, _one_of('PPO'), "'PPO'"),
     'alg_seed': (_INT, None, 'an integer'),
@@ -105,8 +111,10 @@ SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
     'ckpt_interval': (_INT, _positive, 'a positive integer'),
     'test_n_batches': (_INT, _positive, 'a positive integer'),
     'seed': (_INT, None, 'an integer'),
-    'device': (_STR, lambda v: v == 'auto' or v == 'cpu' or v.startswith('cuda'), "'auto', 'cpu' or 'cuda[:N]'"),
+    'device': (_STR, lambda v: v in ('auto', 'cpu', 'mps') or v.startswith('cuda'),
+               "'auto', 'cpu', 'mps' or 'cuda[:N]'"),
     'compile': (_BOOL, None, 'true or false'),
+    'bf16': (_BOOL, None, 'true or false'),
     # evaluation
     'eval_episodes': (_INT, _positive, 'a positive integer'),
     'eval_streams_per_goal': (_INT, _positive, 'a positive integer'),
@@ -223,17 +231,20 @@ def base_config() -> Config:
     return config
 
 
-def load_config(model_config: str | None = None, quick: bool = False, overrides: Iterable[str] = ()) -> Config:
-    """The standard merge: env -> algorithm -> model -> quick -> overrides, then cross-key checks."""
+def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
+    """The standard merge: env -> algorithm -> model -> presets -> overrides, then cross-key checks.
+
+    ``presets`` are names of ``PRESETS`` ('quick', 'cpu'), as chosen by ``--quick`` / ``--cpu``.
+    """
     config = base_config()
     config.update(get_config(model_config or MODEL_CONFIG))
-    return finalize_config(config, quick, overrides)
+    return finalize_config(config, presets, overrides)
 
 
-def finalize_config(config: Config, quick: bool = False, overrides: Iterable[str] = ()) -> Config:
-    """Apply ``--quick`` and overrides, then check that all keys are present and consistent."""
-    if quick:
-        config.update(get_config(QUICK_CONFIG))
+def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
+    """Apply presets and overrides, then check that all keys are present and consistent."""
+    for name in presets:
+        config.update(get_config(PRESETS[name]))
     parse_overrides(config, overrides)
     missing = sorted(set(SCHEMA) - set(config))
     if missing:
@@ -259,12 +270,40 @@ def check_consistency(config: Config) -> None:
                           f"one rollout (n_steps * n_stream = {c['n_steps'] * c['n_stream']}).")
 
 
-def config_to_yaml(config: dict) -> str:
-    return yaml.safe_dump(dict(config), sort_keys=False)
-
-
 # ----------------------------------------------------------------------------- command line
-def add_config_args(parser) -> None:
-    """``--quick`` and trailing ``KEY=VALUE`` overrides, shared by every script."""
-    parser.add_argument('--quick', action='store_true', help=f'apply {QUICK_CONFIG}: a tiny setting for 2 CPU cores')
-    parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')
+def add_config_args(parser, overrides: bool = True) -> None:
+    """``--quick``, ``--cpu``, ``--print-config`` and trailing ``KEY=VALUE`` overrides, shared by every script."""
+    parser.add_argument('--quick', action='store_true',
+                        help=f'apply {QUICK_CONFIG}: a tiny smoke-test setting, a few minutes on 2 CPU cores')
+    parser.add_argument('--cpu', action='store_true',
+                        help=f'apply {CPU_CONFIG}: a model and schedule sized for 2 CPU cores that learns in context')
+    parser.add_argument('--print-config', action='store_true',
+                        help='print the merged config with the file or override behind every key, then exit')
+    if overrides:
+        parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')
+
+
+def presets_of(args) -> list[str]:
+    """The preset names chosen on the command line (``--quick``, ``--cpu``)."""
+    chosen = [name for name in PRESETS if getattr(args, name, False)]
+    if len(chosen) > 1:
+        raise ConfigError('--quick and --cpu are two different settings (a smoke test, and a CPU setting that '
+                          'learns); choose one.')
+    return chosen
+
+
+def preset_flags(presets: Iterable[str]) -> list[str]:
+    """The command-line switches that choose ``presets``, for running another script with the same setting."""
+    return [f'--{name}' for name in presets]
+
+
+def format_config(config: Config) -> str:
+    """The config as YAML, each key followed by the file or override it came from."""
+    width = max(len(f'{k}: {yaml.safe_dump(v, default_flow_style=True).strip()}') for k, v in config.items())
+    lines = []
+    for key, value in config.items():
+        text = f'{key}: {yaml.safe_dump(value, default_flow_style=True).strip()}'
+        if text.endswith('\n...'):
+            text = text[:-4]
+        lines.append(f'{text.ljust(width)}  # {config.source(key)}')
+    return '\n'.join(lines)

@@ -77,10 +77,15 @@ class WindowSampler:
             batch['types'] = torch.full((B, L), TRANSITION, dtype=torch.long, device=self.device)
         return batch
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniformly random windows: (sequence (B,), first step (B,)). Every window can be drawn: standard starts
+        0 .. T - n_transit, compressed region pairs (0, 1) .. (T / R - 2, T / R - 1)."""
         seq = torch.randint(self.n_seq, (batch_size,), device=self.device, generator=generator)
         start = torch.randint(self.n_starts, (batch_size,), device=self.device, generator=generator) * self.stride
-        return self.windows(seq, start)
+        return seq, start
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.windows(*self.draw(batch_size, generator))
 
 
 def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, dict]:

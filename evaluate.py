@@ -2,12 +2,14 @@
 
     python evaluate.py                                  # the most recently trained run under runs/
     python evaluate.py runs/AD-darkroom-compressed-seed0 runs/AD-darkroom-seed0
-    python evaluate.py --greedy eval_episodes=100 eval_compress_trigger=model
+    python evaluate.py RUN_DIR --greedy eval_episodes=100 eval_compress_trigger=model
 
-Every test goal x ``eval_streams_per_goal`` rollouts run as one batch on one device (CUDA if present)
-for ``eval_episodes`` episodes. Writes into each run directory: eval_result.npy (n_goals * streams,
-episodes) goal-major episode returns, eval_summary.json, in_context_curve.png, and eval/return_mean
-to TensorBoard.
+Every test goal x ``eval_streams_per_goal`` rollouts run as one batch on one device (CUDA when present, unless
+``device=...`` is given) for ``eval_episodes`` episodes. With the run's own evaluation settings (those in its
+config.yaml, actions sampled) the results go into the run directory: eval_result.npy (n_goals * streams,
+episodes) goal-major episode returns, eval_summary.json, in_context_curve.png and eval/return_mean in
+TensorBoard. Any other setting (--greedy, eval_* overrides) writes the same files into a sub-directory named
+after the setting, e.g. RUN_DIR/eval-greedy-100ep-16x-seed0/, so results of different settings never mix.
 """
 import argparse
 import json
@@ -17,33 +19,45 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
-from config_schema import ENV_CONFIG, QUICK_CONFIG, Config, check_key, get_config, parse_overrides
+from config_schema import (CONFIG_FILE_DEFAULTS, PRESETS, Config, add_config_args, check_key, format_config,
+                           get_config, load_config, parse_overrides, presets_of)
 from env import all_goals, goal_split, oracle_return
 from history_file import ppo_source_curve
 from model import build_model
 from model.rollout import InContextRollout
-from plots import plot_in_context_curves
-from run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_RESULT, EVAL_SUMMARY, checkpoints, find_latest_run,
-                       read_run_config)
-from utils import UserError, atomic_path, atomic_write_text, pick_device, run_main
+from plots import plot_in_context_curves, std_band
+from run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY, checkpoints,
+                       eval_output_dir, eval_setting, find_latest_run, read_run_config)
+from utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
 
 # what the checkpoint fixes: the model, its context layout and the task split; the rest may be overridden
 FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 'train_env_ratio', 'model',
               'use_compressed_context', 'compress_interval', 'n_transit', 'tf_n_embd', 'tf_n_layer', 'tf_n_head',
               'tf_dim_feedforward'}
 EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed'}
+AUTO_DEVICE_SOURCE = 'evaluate.py (CUDA when present; override with device=...)'
 
 
-def eval_config(run: Path, quick: bool, overrides: list[str]) -> Config:
-    """The run's saved config with evaluation keys from ``--quick`` and overrides applied."""
+def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
+    """The run's saved config, with the device chosen here and evaluation keys from presets and overrides.
+
+    Keys the run's config.yaml lacks (written by an earlier version) take their defaults.
+    """
     config = Config()
-    for key, value in read_run_config(run).items():
+    saved = read_run_config(run)
+    for key, value in saved.items():
         config.set(key, value, f'{run}/{CONFIG_FILE}')
-    if quick:
-        q = get_config(QUICK_CONFIG)
-        for key in EVAL_KEYS & set(q):
-            config.set(key, q[key], QUICK_CONFIG)
+    defaults = load_config()
+    for key in defaults.keys() - saved.keys():
+        config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
+    config.set('device', 'auto', AUTO_DEVICE_SOURCE)  # where the run was trained says nothing about this machine
+    for name in presets:
+        preset = get_config(PRESETS[name])
+        for key in EVAL_KEYS & set(preset):
+            config.set(key, preset[key], PRESETS[name])
     probe = Config()
     parse_overrides(probe, overrides)
     for key in probe:
@@ -72,8 +86,22 @@ def load_run_model(run: Path, config: dict, device):
     return model.eval(), step
 
 
+def write_eval_events(out: Path, returns: np.ndarray) -> None:
+    """eval/return_mean per episode, in an event file of its own that replaces the previous evaluation's
+    (so re-evaluating never leaves duplicate points)."""
+    old = list(out.glob(f'*{EVAL_EVENTS_SUFFIX}'))
+    with SummaryWriter(str(out), filename_suffix=EVAL_EVENTS_SUFFIX) as writer:
+        for i, value in enumerate(returns.mean(0)):
+            writer.add_scalar('eval/return_mean', float(value), i + 1)
+    for file in old:
+        file.unlink(missing_ok=True)
+
+
 def evaluate_run(run: Path, args) -> dict:
-    config = eval_config(run, args.quick, args.overrides)
+    config = eval_config(run, presets_of(args), args.overrides)
+    if args.print_config:
+        print(f'# {run}\n{format_config(config)}')
+        return {}
     device = pick_device(config['device'])
     model, step = load_run_model(run, config, device)
     _, test_idx = goal_split(config)
@@ -81,11 +109,12 @@ def evaluate_run(run: Path, args) -> dict:
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
     goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, 2)
     mode = 'compressed' if config['use_compressed_context'] else 'standard'
+    setting = eval_setting(config, args.greedy)
+    out = eval_output_dir(run, setting)
     print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out goals x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
     rollout = InContextRollout(model, config, goal_rows, greedy=args.greedy,
                                compress_trigger=config['eval_compress_trigger'], seed=config['eval_seed'])
-    from tqdm import tqdm
     bar = tqdm(total=E, desc='episodes', unit='ep', mininterval=1.0)
     running = []
 
@@ -107,7 +136,8 @@ def evaluate_run(run: Path, args) -> dict:
     oracle = [oracle_return(g, config['grid_size'], config['horizon']) for g in goals]
     per_goal = returns.reshape(len(goals), S, E).mean((1, 2))
     summary = {
-        'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'greedy': args.greedy,
+        'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'setting': setting,
+        'greedy': args.greedy,
         'compress_trigger': config['eval_compress_trigger'] if config['use_compressed_context'] else None,
         'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
         'goals': [[int(g[0]), int(g[1])] for g in goals], 'env_indices': [int(i) for i in test_idx],
@@ -117,17 +147,14 @@ def evaluate_run(run: Path, args) -> dict:
         'oracle_mean': float(np.mean(oracle)),
         'max_context_tokens': rollout.max_ctx_len,
     }
-    with atomic_path(run / EVAL_RESULT, suffix='.npy') as tmp:
+    with atomic_path(out / EVAL_RESULT, suffix='.npy') as tmp:
         with open(tmp, 'wb') as fh:
             np.save(fh, returns.astype(np.float32))
-    atomic_write_text(run / EVAL_SUMMARY, json.dumps(summary, indent=2))
+    atomic_write_text(out / EVAL_SUMMARY, json.dumps(summary, indent=2))
     ppo = ppo_source_curve(config, test_idx)
-    plot_in_context_curves(run / EVAL_CURVE, {f'{mode} AD (in context)': returns},
+    plot_in_context_curves(out / EVAL_CURVE, {f'{mode} AD (in context)': std_band(returns)},
                            summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out goals')
-    from torch.utils.tensorboard import SummaryWriter
-    with SummaryWriter(str(run)) as writer:
-        for i, value in enumerate(returns.mean(0)):
-            writer.add_scalar('eval/return_mean', float(value), i + 1)
+    write_eval_events(out, returns)
 
     print(f"{'goal':>8} {'mean return':>12} {'oracle':>7}")
     for g, r, o in zip(goals, per_goal, oracle):
@@ -135,20 +162,20 @@ def evaluate_run(run: Path, args) -> dict:
     print(f"{'all':>8} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
           f"   ({E * config['horizon']} steps in {seconds:.1f} s; last 10% of episodes: "
           f"{summary['mean_return_last_10pct']:.2f})")
-    print(f"Wrote {run / EVAL_RESULT}, {EVAL_SUMMARY} and {EVAL_CURVE}")
+    print(f"Wrote {out / EVAL_RESULT}, {EVAL_SUMMARY} and {EVAL_CURVE}")
     return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--greedy', action='store_true', help='take the most likely action instead of sampling')
-    parser.add_argument('--quick', action='store_true', help=f'use the evaluation keys of {QUICK_CONFIG}')
+    add_config_args(parser, overrides=False)
     parser.add_argument('items', nargs='*', metavar='RUN_DIR or KEY=VALUE')
-    args = parser.parse_intermixed_args()
+    args = parse_args(parser)
     args.overrides = [a for a in args.items if '=' in a]
     runs = [Path(a) for a in args.items if '=' not in a]
     if not runs:
-        base = get_config(QUICK_CONFIG if args.quick else ENV_CONFIG)
+        base = load_config(presets=presets_of(args))
         for item in args.overrides:
             if item.startswith('runs_dir='):
                 parse_overrides(base, [item])

@@ -1,31 +1,41 @@
 """The whole workflow in one command: collect, train both modes, evaluate both, compare.
 
     python example_compressed_training.py --mode all            # full scale (use a GPU for training)
-    python example_compressed_training.py --mode all --quick    # tiny setting, a few minutes on 2 CPU cores
+    python example_compressed_training.py --mode all --quick    # tiny smoke test, a few minutes on 2 CPU cores
+    python example_compressed_training.py --mode all --cpu --seeds 0 1 --splits 0 1 2   # the CPU protocol
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
 
-Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would; an
-existing dataset, a finished run and an up-to-date evaluation are reused rather than recomputed.
-``all`` ends with a comparison table (runs/comparison.md, with the wall time of each stage) and a figure
-(figs/comparison.png).
+Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per
+training seed (``--seeds``, the ``seed`` key) and goal split (``--splits``, ``env_split_seed``); an existing
+dataset, a finished run and an evaluation with the wanted settings are reused rather than recomputed. ``all``
+ends with the comparison: {runs_dir}/comparison.md (the quick-start's table, then per mode the mean and IQM
+return with 95% bootstrap intervals over runs, the paired difference, the probability that compressed beats
+standard, speed and memory ratios, returns by goal distance, and the wall time of each stage),
+{runs_dir}/comparison.json and {figs_dir}/comparison.png (in-context curves with 95% bands over runs).
 """
 import argparse
 import json
 import subprocess
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 
-from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, add_config_args, load_config
-from env import goal_split
+import comparison as stats
+from config_schema import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, ConfigError, add_config_args, format_config,
+                           load_config, preset_flags, presets_of)
+from env import goal_split, start_position
 from history_file import dataset_path, ppo_source_curve
 from plots import plot_in_context_curves
-from run_files import EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, run_dir, run_finished
+from run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir, eval_setting, run_dir,
+                       run_finished)
 from utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
+BASELINE, CANDIDATE = 'standard', 'compressed'  # the comparison reads candidate - baseline and candidate / baseline
+EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
 def run_step(title: str, args: list[str], timings: dict) -> None:
@@ -39,122 +49,279 @@ def run_step(title: str, args: list[str], timings: dict) -> None:
     timings[title] = time.time() - start
 
 
-def common(args) -> list[str]:
-    return (['--quick'] if args.quick else []) + list(args.overrides)
+class Plan:
+    """The runs this invocation covers: every mode x training seed x goal split, with their configs."""
+
+    def __init__(self, args):
+        self.presets, self.user = presets_of(args), list(args.overrides)
+        for key, option in (('seed', '--seeds'), ('env_split_seed', '--splits')):
+            if any(o.split('=', 1)[0] == key for o in self.user) and getattr(args, option[2:]) is not None:
+                raise ConfigError(f"Both {option} and the override {key}=... choose the {key}; use one of them.")
+        base = load_config(presets=self.presets, overrides=self.user)  # bad overrides fail here, before any work
+        self.seeds = args.seeds if args.seeds is not None else [base['seed']]
+        self.splits = args.splits if args.splits is not None else [base['env_split_seed']]
+        self.base = base
+
+    def overrides(self, seed: int, split: int) -> list[str]:
+        return [f'seed={seed}', f'env_split_seed={split}', *self.user]
+
+    def config(self, mode: str, seed: int, split: int):
+        return load_config(MODES[mode], self.presets, self.overrides(seed, split))
+
+    def pairs(self):
+        return list(product(self.seeds, self.splits))
+
+    def label(self, seed: int, split: int) -> str:
+        return '' if len(self.pairs()) == 1 else f' (seed {seed}, split {split})'
 
 
-def collect(args, timings: dict) -> None:
-    path = dataset_path(load_config(quick=args.quick, overrides=args.overrides))
+def collect(plan: Plan, timings: dict) -> None:
+    path = dataset_path(plan.base)
     if path.exists():
         print(f"\n=== collect: reusing the existing dataset '{path}'")
         timings['collect'] = None
         return
-    run_step('collect', ['collect.py', *common(args)], timings)
+    run_step('collect', ['collect.py', *preset_flags(plan.presets), *plan.user], timings)
 
 
-def train(args, timings: dict) -> None:
-    for mode, model_config in MODES.items():
-        config = load_config(model_config, args.quick, args.overrides)
-        run = run_dir(config)
+def train(plan: Plan, timings: dict) -> None:
+    for (seed, split), mode in product(plan.pairs(), MODES):
+        config = plan.config(mode, seed, split)
+        run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
         if run_finished(run, config):
-            print(f"\n=== train {mode} AD: reusing the finished run '{run}'")
-            timings[f'train {mode} AD'] = None
+            print(f"\n=== {title}: reusing the finished run '{run}'")
+            timings[title] = None
             continue
-        run_step(f'train {mode} AD', ['train.py', '--config', model_config, *common(args)], timings)
+        run_step(title, ['train.py', '--config', MODES[mode], *preset_flags(plan.presets),
+                         *plan.overrides(seed, split)], timings)
 
 
-def evaluate(args, timings: dict) -> None:
-    for mode, model_config in MODES.items():
-        run = run_dir(load_config(model_config, args.quick, args.overrides))
-        ckpts = checkpoints(run)
-        result = run / EVAL_RESULT
-        if ckpts and result.exists() and result.stat().st_mtime > ckpts[-1][1].stat().st_mtime:
-            print(f"\n=== evaluate {mode} AD: reusing '{result}' (newer than its last checkpoint)")
-            timings[f'evaluate {mode} AD'] = None
+def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dict, Path]:
+    """(run, the evaluation setting the comparison needs, where evaluate.py writes it)."""
+    config = plan.config(mode, seed, split)
+    run, setting = run_dir(config), eval_setting(config, greedy=False)
+    return run, setting, eval_output_dir(run, setting)
+
+
+def evaluate(plan: Plan, timings: dict) -> None:
+    eval_overrides = [o for o in plan.user if o.split('=', 1)[0] in EVAL_PASS_THROUGH or o.startswith('eval_')]
+    for (seed, split), mode in product(plan.pairs(), MODES):
+        run, setting, out = wanted_eval(plan, mode, seed, split)
+        title = f'evaluate {mode} AD{plan.label(seed, split)}'
+        ckpts, summary = checkpoints(run), out / EVAL_SUMMARY
+        if ckpts and summary.exists() and summary.stat().st_mtime > ckpts[-1][1].stat().st_mtime \
+                and json.loads(summary.read_text()).get('setting') == setting:
+            print(f"\n=== {title}: reusing '{summary}' (same settings, newer than the last checkpoint)")
+            timings[title] = None
             continue
-        eval_overrides = [o for o in args.overrides if o.split('=', 1)[0] in ('device', 'datasets_dir')
-                          or o.startswith('eval_')]
-        run_step(f'evaluate {mode} AD', ['evaluate.py', str(run), *(['--quick'] if args.quick else []),
-                                         *eval_overrides], timings)
+        run_step(title, ['evaluate.py', str(run), *preset_flags(plan.presets), *eval_overrides], timings)
 
 
-def gather(args) -> dict:
-    """Measured numbers of both runs: train_summary.json, eval_result.npy, eval_summary.json."""
-    rows = {}
-    for mode, model_config in MODES.items():
-        run = run_dir(load_config(model_config, args.quick, args.overrides))
+def gather(plan: Plan) -> dict:
+    """Per mode, one record per (seed, split) run, in the same order for every mode (so runs pair up)."""
+    rows = {mode: [] for mode in MODES}
+    for (seed, split), mode in product(plan.pairs(), MODES):
+        run, _, out = wanted_eval(plan, mode, seed, split)
         try:
             train_summary = json.loads((run / TRAIN_SUMMARY).read_text())
-            eval_summary = json.loads((run / EVAL_SUMMARY).read_text())
-            returns = np.load(run / EVAL_RESULT)
+            eval_summary = json.loads((out / EVAL_SUMMARY).read_text())
+            returns = np.load(out / EVAL_RESULT)
         except FileNotFoundError as exc:
             raise UserError(f"'{run}' has no results yet ({Path(exc.filename).name} missing). Run "
                             f"'python example_compressed_training.py --mode all' (with the same options).") from None
-        rows[mode] = {'run': str(run), 'steps_per_s': train_summary['steps_per_s'],
-                      'peak_mib': train_summary['peak_mib'], 'peak_kind': train_summary['peak_kind'],
-                      'device': train_summary['device'],
-                      'test_acc_action': train_summary['final_test']['acc_action'],
-                      'eval_mean': float(returns.mean()), 'eval_std': float(returns.std()),
-                      'returns': returns, 'oracle_mean': eval_summary['oracle_mean']}
+        E = returns.shape[1]
+        n_goals = len(eval_summary['goals'])
+        per_goal = returns.reshape(n_goals, -1, E)
+        rows[mode].append({
+            'run': str(run), 'seed': seed, 'split': split, 'returns': returns,
+            'mean': float(returns.mean()), 'last10': float(returns[:, -max(1, E // 10):].mean()),
+            'std': float(returns.std()), 'oracle_mean': eval_summary['oracle_mean'],
+            'goals': [tuple(g) for g in eval_summary['goals']], 'oracle': eval_summary['oracle_return_per_goal'],
+            'goal_mean': per_goal.mean((1, 2)), 'goal_last10': per_goal[:, :, -max(1, E // 10):].mean((1, 2)),
+            'steps_per_s': train_summary['steps_per_s'], 'peak_mib': train_summary['peak_mib'],
+            'peak_kind': train_summary['peak_kind'], 'device': train_summary['device'],
+            'train_seconds': train_summary['seconds'], 'eval_seconds': eval_summary['seconds'],
+            'test_acc_action': train_summary['final_test']['acc_action']})
     return rows
 
 
-def comparison_table(rows: dict) -> str:
-    s, c = rows['standard'], rows['compressed']
-    lines = ['| Metric | Standard AD | Compressed AD | Compressed / Standard |', '|---|---|---|---|']
-    lines.append(f"| Training speed (steps/s) | {s['steps_per_s']:.1f} | {c['steps_per_s']:.1f} | "
-                 f"{c['steps_per_s'] / s['steps_per_s']:.2f}x |")
-    lines.append(f"| Peak memory (MiB, {s['peak_kind']}) | {s['peak_mib']:.0f} | {c['peak_mib']:.0f} | "
-                 f"{c['peak_mib'] / s['peak_mib']:.2f}x |")
-    lines.append(f"| Test accuracy (test/acc_action) | {s['test_acc_action']:.3f} | {c['test_acc_action']:.3f} | "
-                 f"{c['test_acc_action'] / max(s['test_acc_action'], 1e-9):.2f}x |")
-    lines.append(f"| Eval reward (mean ± std) | {s['eval_mean']:.2f} ± {s['eval_std']:.2f} | "
-                 f"{c['eval_mean']:.2f} ± {c['eval_std']:.2f} | {c['eval_mean'] / max(s['eval_mean'], 1e-9):.2f}x |")
-    lines.append(f"| Oracle return | {s['oracle_mean']:.2f} | {c['oracle_mean']:.2f} | |")
+def quick_start_table(rows: dict) -> str:
+    """The quick-start's "Expected Results" rows, measured: means over runs (95% intervals with several runs)."""
+    s, c = rows[BASELINE], rows[CANDIDATE]
+
+    def cell(records, key, digits):
+        return stats.format_estimate(stats.estimate([r[key] for r in records]), digits)
+
+    def ratio(key):
+        return stats.format_estimate(stats.paired_ratio([r[key] for r in c], [r[key] for r in s]), 2, 'x')
+    kind = s[0]['peak_kind']
+    lines = ['| Metric | Standard AD | Compressed AD | Compressed / Standard |', '|---|---|---|---|',
+             f"| Training speed (steps/s) | {cell(s, 'steps_per_s', 1)} | {cell(c, 'steps_per_s', 1)} | "
+             f"{ratio('steps_per_s')} |",
+             f"| Peak memory (MiB, {kind}) | {cell(s, 'peak_mib', 0)} | {cell(c, 'peak_mib', 0)} | {ratio('peak_mib')} |",
+             f"| Test accuracy (test/acc_action) | {cell(s, 'test_acc_action', 3)} | {cell(c, 'test_acc_action', 3)} | "
+             f"{ratio('test_acc_action')} |",
+             f"| Eval reward (mean ± std) | {s[0]['mean']:.2f} ± {s[0]['std']:.2f} | {c[0]['mean']:.2f} ± "
+             f"{c[0]['std']:.2f} | {c[0]['mean'] / max(s[0]['mean'], 1e-9):.2f}x |" if len(s) == 1 else
+             f"| Eval reward (mean over runs) | {cell(s, 'mean', 2)} | {cell(c, 'mean', 2)} | {ratio('mean')} |",
+             f"| Oracle return | {np.mean([r['oracle_mean'] for r in s]):.2f} | "
+             f"{np.mean([r['oracle_mean'] for r in c]):.2f} | |"]
     return '\n'.join(lines)
 
 
-def timing_table(timings: dict) -> str:
-    """Wall time of each stage this invocation ran ('reused' where it reused earlier output)."""
-    lines = ['| Stage | Wall time |', '|---|---|']
-    for title, seconds in timings.items():
-        lines.append(f"| {title} | {'reused' if seconds is None else f'{seconds:.1f} s'} |")
+def aggregate(rows: dict) -> dict:
+    """Per-mode estimates over runs and the paired comparison of CANDIDATE against BASELINE."""
+    out = {'modes': {}, 'n_runs': len(rows[BASELINE])}
+    for mode, records in rows.items():
+        out['modes'][mode] = {
+            'mean_return': stats.estimate([r['mean'] for r in records]),
+            'iqm_return': stats.estimate([r['mean'] for r in records], stats.iqm),
+            'last10_return': stats.estimate([r['last10'] for r in records]),
+            'fraction_of_oracle': stats.estimate([r['mean'] / r['oracle_mean'] for r in records]),
+            'last10_fraction_of_oracle': stats.estimate([r['last10'] / r['oracle_mean'] for r in records]),
+            'test_acc_action': stats.estimate([r['test_acc_action'] for r in records]),
+            'steps_per_s': stats.estimate([r['steps_per_s'] for r in records]),
+            'peak_mib': stats.estimate([r['peak_mib'] for r in records]),
+            'train_seconds': stats.estimate([r['train_seconds'] for r in records]),
+            'eval_seconds': stats.estimate([r['eval_seconds'] for r in records]),
+        }
+    b, c = rows[BASELINE], rows[CANDIDATE]
+    pick = lambda records, key: [r[key] for r in records]  # noqa: E731
+    out['paired'] = {
+        'difference_mean_return': stats.paired_difference(pick(c, 'mean'), pick(b, 'mean')),
+        'difference_last10_return': stats.paired_difference(pick(c, 'last10'), pick(b, 'last10')),
+        'probability_of_improvement': stats.probability_of_improvement(pick(c, 'mean'), pick(b, 'mean')),
+        'steps_per_s_ratio': stats.paired_ratio(pick(c, 'steps_per_s'), pick(b, 'steps_per_s')),
+        'peak_memory_ratio': stats.paired_ratio(pick(c, 'peak_mib'), pick(b, 'peak_mib')),
+    }
+    return out
+
+
+def by_distance(rows: dict, grid_size: int) -> dict:
+    """Per mode and L1 distance of the goal from the start: the mean (last-10%) return over every run's goals at
+    that distance, with a bootstrap interval over those goal results."""
+    centre = start_position(grid_size)
+    table = {}
+    for mode, records in rows.items():
+        per_distance: dict[int, list] = {}
+        for r in records:
+            for goal, value, last in zip(r['goals'], r['goal_mean'], r['goal_last10']):
+                d = abs(goal[0] - centre[0]) + abs(goal[1] - centre[1])
+                per_distance.setdefault(d, []).append((value, last))
+        table[mode] = {d: {'n': len(v), 'mean': stats.estimate([x for x, _ in v]),
+                           'last10': stats.estimate([y for _, y in v])} for d, v in sorted(per_distance.items())}
+    return table
+
+
+def per_goal_table(rows: dict, split: int) -> str:
+    """Mean return per held-out goal of one goal split, averaged over training seeds."""
+    records = {mode: [r for r in rs if r['split'] == split] for mode, rs in rows.items()}
+    goals, oracle = records[BASELINE][0]['goals'], records[BASELINE][0]['oracle']
+    head = '| goal | oracle | ' + ' | '.join(f'{m} (all / last 10%)' for m in MODES) + ' |'
+    lines = [head, '|---|---|' + '---|' * len(MODES)]
+    for i, (goal, o) in enumerate(zip(goals, oracle)):
+        cells = [f"{np.mean([r['goal_mean'][i] for r in records[m]]):.2f} / "
+                 f"{np.mean([r['goal_last10'][i] for r in records[m]]):.2f}" for m in MODES]
+        lines.append(f'| {goal} | {o} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
-def compare(args, timings: dict) -> None:
-    rows = gather(args)
-    config = load_config(quick=args.quick, overrides=args.overrides)
-    table = comparison_table(rows)
-    device = rows['standard']['device']
-    header = (f"# Standard vs compressed AD\n\nMeasured by `python example_compressed_training.py --mode all"
-              f"{' --quick' if args.quick else ''}` (training on {device}).\n\n")
-    out = Path(config['runs_dir']) / 'comparison.md'
-    stages = f"\n\nWall time of this invocation's stages:\n\n{timing_table(timings)}" if timings else ''
-    atomic_write_text(out, header + table + stages + '\n')
-    figure = Path(args.out_dir) / 'comparison.png'
-    plot_in_context_curves(figure, {f'{mode} AD': rows[mode]['returns'] for mode in MODES},
-                           rows['standard']['oracle_mean'], ppo_source_curve(config, goal_split(config)[1]),
-                           'In-context learning: standard vs compressed AD')
-    print('\n' + table + stages)
-    print(f"\nWrote {out} and {figure}")
+def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) -> str:
+    fmt = stats.format_estimate
+    n = agg['n_runs']
+    command = ' '.join(['python example_compressed_training.py --mode all', *preset_flags(plan.presets),
+                        *(['--seeds', *map(str, plan.seeds)] if len(plan.seeds) > 1 else []),
+                        *(['--splits', *map(str, plan.splits)] if len(plan.splits) > 1 else []), *plan.user])
+    parts = [f"# Standard vs compressed AD\n\nMeasured by `{command}` (training on {rows[BASELINE][0]['device']}; "
+             f"{n} run(s) per mode: training seeds {plan.seeds} x goal splits {plan.splits}). Brackets: 95% "
+             f"bootstrap intervals over runs.\n", quick_start_table(rows)]
+    lines = ['| per mode | ' + ' | '.join(MODES) + ' |', '|---|' + '---|' * len(MODES)]
+    for key, title, digits in (('mean_return', 'mean return, all episodes', 2), ('iqm_return', 'IQM return', 2),
+                               ('last10_return', 'mean return, last 10% of episodes', 2),
+                               ('fraction_of_oracle', 'fraction of oracle, all episodes', 3),
+                               ('last10_fraction_of_oracle', 'fraction of oracle, last 10%', 3),
+                               ('test_acc_action', 'test/acc_action', 3), ('steps_per_s', 'training steps/s', 1),
+                               ('train_seconds', 'training wall time (s)', 0),
+                               ('eval_seconds', 'evaluation wall time (s)', 1)):
+        lines.append(f'| {title} | ' + ' | '.join(fmt(agg['modes'][m][key], digits) for m in MODES) + ' |')
+    parts.append('\n'.join(lines))
+    p = agg['paired']
+    parts.append('\n'.join([
+        f'| {CANDIDATE} against {BASELINE} (paired by seed and split) | value |', '|---|---|',
+        f"| difference in mean return | {fmt(p['difference_mean_return'])} |",
+        f"| difference in last-10% return | {fmt(p['difference_last10_return'])} |",
+        f"| probability of improvement (mean return) | {fmt(p['probability_of_improvement'], 2)} |",
+        f"| training steps/s ratio | {fmt(p['steps_per_s_ratio'], 2, 'x')} |",
+        f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |"]))
+    head = ' | '.join(f'{m}: all / last 10%' for m in MODES)
+    lines = [f'| goal distance from start | goals x runs | {head} |',
+             '|---|---|' + '---|' * len(MODES)]
+    for d in distances[BASELINE]:
+        cells = [f"{fmt(distances[m][d]['mean'])} / {fmt(distances[m][d]['last10'])}" for m in MODES]
+        lines.append(f"| {d} | {distances[BASELINE][d]['n']} | " + ' | '.join(cells) + ' |')
+    parts.append('Returns by the goal\'s L1 distance from the start (all held-out goals of every run):\n\n'
+                 + '\n'.join(lines))
+    first_split = plan.splits[0]
+    parts.append(f'Per goal, goal split {first_split} (mean over training seeds):\n\n{per_goal_table(rows, first_split)}')
+    if timings:
+        stage = ['| Stage | Wall time |', '|---|---|'] + [
+            f"| {title} | {'reused' if s is None else f'{s:.1f} s'} |" for title, s in timings.items()]
+        parts.append("Wall time of this invocation's stages:\n\n" + '\n'.join(stage))
+    return '\n\n'.join(parts) + '\n'
+
+
+def curves_figure(plan: Plan, rows: dict, file: Path) -> None:
+    bands = {f'{mode} AD': stats.curve_band([r['returns'].mean(0) for r in records])
+             for mode, records in rows.items()}
+    configs = [plan.base | {'env_split_seed': split} for split in plan.splits]
+    ppo = [ppo_source_curve(config, goal_split(config)[1]) for config in configs]
+    ppo = np.mean(ppo, axis=0) if all(c is not None for c in ppo) else None
+    oracle = np.mean([r['oracle_mean'] for r in rows[BASELINE]])
+    n = len(rows[BASELINE])
+    plot_in_context_curves(file, bands, oracle, ppo, f'In-context learning: standard vs compressed AD ({n} run(s) '
+                           f'per mode)', 'mean over runs, 95% bootstrap band' if n > 1 else 'mean over rollouts')
+
+
+def compare(plan: Plan, timings: dict) -> None:
+    rows = gather(plan)
+    agg = aggregate(rows)
+    distances = by_distance(rows, plan.base['grid_size'])
+    text = report(plan, rows, agg, distances, timings)
+    runs_dir, figs_dir = Path(plan.base['runs_dir']), Path(plan.base['figs_dir'])
+    atomic_write_text(runs_dir / 'comparison.md', text)
+    serial = {'aggregate': agg, 'by_distance': {m: {str(d): v for d, v in t.items()} for m, t in distances.items()},
+              'runs': {m: [{k: v for k, v in r.items() if k not in ('returns', 'goal_mean', 'goal_last10')}
+                           | {'goal_mean': list(map(float, r['goal_mean'])),
+                              'goal_last10': list(map(float, r['goal_last10']))} for r in rs]
+                       for m, rs in rows.items()}}
+    atomic_write_text(runs_dir / 'comparison.json', json.dumps(serial, indent=2, default=str))
+    figure = figs_dir / 'comparison.png'
+    curves_figure(plan, rows, figure)
+    print('\n' + text)
+    print(f"Wrote {runs_dir / 'comparison.md'}, comparison.json and {figure}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
-    parser.add_argument('--out_dir', default='figs', help='where the comparison figure goes')
+    parser.add_argument('--seeds', type=int, nargs='+', help='training seeds (the seed key); default: the config\'s')
+    parser.add_argument('--splits', type=int, nargs='+',
+                        help='goal splits (the env_split_seed key); default: the config\'s')
     add_config_args(parser)
     args = parse_args(parser)
-    load_config(quick=args.quick, overrides=args.overrides)  # bad overrides fail here, before any work
+    plan = Plan(args)
+    if args.print_config:
+        for (seed, split), mode in product(plan.pairs(), MODES):
+            print(f'# {mode} AD, seed {seed}, split {split}\n{format_config(plan.config(mode, seed, split))}\n')
+        return 0
     timings: dict[str, float | None] = {}
     if args.mode in ('collect', 'all'):
-        collect(args, timings)
+        collect(plan, timings)
     if args.mode in ('train', 'all'):
-        train(args, timings)
+        train(plan, timings)
     if args.mode in ('eval', 'all'):
-        evaluate(args, timings)
-        compare(args, timings)
+        evaluate(plan, timings)
+        compare(plan, timings)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 """Where a training run keeps its files: run-directory naming, checkpoints, and finding runs.
 
-A run directory ``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}`` holds ``config.yaml``,
-checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation outputs.
+A run directory ``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}[-trainseed{seed}]`` holds
+``config.yaml``, checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation
+outputs.
 """
 from __future__ import annotations
 
@@ -11,22 +12,43 @@ from pathlib import Path
 import torch
 import yaml
 
-from utils import UserError, atomic_path
+from utils import UserError, atomic_path, atomic_write_text
 
 CONFIG_FILE = 'config.yaml'
 TRAIN_SUMMARY = 'train_summary.json'
+CONFIG_CHANGES = 'config_changes.yaml'  # keys changed on resume (e.g. a smaller batch after running out of memory)
 EVAL_RESULT, EVAL_SUMMARY, EVAL_CURVE = 'eval_result.npy', 'eval_summary.json', 'in_context_curve.png'
+EVAL_EVENTS_SUFFIX = '.eval'  # TensorBoard event file of an evaluation (replaced by each re-evaluation)
 
 
 def run_dir(config: dict) -> Path:
-    """``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}``."""
+    """``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}[-trainseed{seed}]``.
+
+    ``seed{N}`` is the goal split (``env_split_seed``), as in SPEC.md; the training seed is named only when it
+    is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.
+    """
     mode = '-compressed' if config['use_compressed_context'] else ''
-    return Path(config['runs_dir']) / f"{config['model']}-{config['env']}{mode}-seed{config['env_split_seed']}"
+    train_seed = f"-trainseed{config['seed']}" if config['seed'] != 0 else ''
+    name = f"{config['model']}-{config['env']}{mode}-seed{config['env_split_seed']}{train_seed}"
+    return Path(config['runs_dir']) / name
 
 
 def read_run_config(run: str | os.PathLike) -> dict:
-    """The config a run was trained with (its ``config.yaml``)."""
-    return yaml.safe_load((Path(run) / CONFIG_FILE).read_text()) or {}
+    """The config a run was trained with (its ``config.yaml``; {} when there is none yet)."""
+    path = Path(run) / CONFIG_FILE
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def write_run_config(run: str | os.PathLike, config: dict) -> None:
+    atomic_write_text(Path(run) / CONFIG_FILE, yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def record_config_changes(run: str | os.PathLike, step: int, changes: dict) -> None:
+    """Append ``{key: (old, new)}`` changes made when resuming at ``step`` to the run's ``config_changes.yaml``."""
+    path = Path(run) / CONFIG_CHANGES
+    log = (yaml.safe_load(path.read_text()) or []) if path.exists() else []
+    log += [{'step': step, 'key': k, 'old': old, 'new': new} for k, (old, new) in changes.items()]
+    atomic_write_text(path, yaml.safe_dump(log, sort_keys=False))
 
 
 def checkpoint_path(run: str | os.PathLike, step: int) -> Path:
@@ -58,6 +80,26 @@ def find_latest_run(runs_dir: Path) -> Path:
         raise UserError(f"No trained run found under '{runs_dir}'. Train one first ('python train.py'), or pass "
                         f"run directories: 'python evaluate.py runs/AD-darkroom-seed0'.")
     return max(candidates)[1]
+
+
+def eval_setting(config: dict, greedy: bool) -> dict:
+    """What decides an evaluation's results (besides the checkpoint): its size, seed, sampling and trigger."""
+    setting = {'episodes': config['eval_episodes'], 'streams_per_goal': config['eval_streams_per_goal'],
+               'seed': config['eval_seed'], 'greedy': greedy}
+    if config['use_compressed_context']:
+        setting['compress_trigger'] = config['eval_compress_trigger']
+    return setting
+
+
+def eval_output_dir(run: str | os.PathLike, setting: dict) -> Path:
+    """Where an evaluation with ``setting`` writes: the run directory itself for the run's own setting (its
+    config.yaml, actions sampled), else ``eval-{greedy|sampled}-{E}ep-{S}x-seed{seed}[-{trigger}]`` inside it."""
+    run = Path(run)
+    if setting == eval_setting(read_run_config(run), greedy=False):
+        return run
+    tag = (f"{'greedy' if setting['greedy'] else 'sampled'}-{setting['episodes']}ep-{setting['streams_per_goal']}x-"
+           f"seed{setting['seed']}" + (f"-{setting['compress_trigger']}" if 'compress_trigger' in setting else ''))
+    return run / f'eval-{tag}'
 
 
 def save_checkpoint(run: str | os.PathLike, step: int, state: dict) -> Path:

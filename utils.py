@@ -49,16 +49,20 @@ def atomic_write_text(final: str | os.PathLike, text: str) -> None:
 
 # ----------------------------------------------------------------------------- devices
 def pick_device(name: str = 'auto'):
+    """``auto``: CUDA when present, else the CPU; or exactly the device named (``cpu``, ``mps``, ``cuda[:N]``)."""
     import torch
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
         raise UserError(f"device={name} was asked for but CUDA is not available here. Use device=cpu or device=auto.")
+    if name == 'mps' and not torch.backends.mps.is_available():
+        raise UserError("device=mps was asked for but Apple's MPS backend is not available here. Use device=cpu or "
+                        "device=auto.")
     return torch.device(name)
 
 
 def autocast(device, enabled: bool = True):
-    """bf16 autocast on CUDA (when ``enabled``); a no-op elsewhere."""
+    """bf16 autocast on CUDA when ``enabled`` (the ``bf16`` config key); a no-op elsewhere."""
     import torch
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == 'cuda')
 
@@ -83,6 +87,17 @@ def peak_memory_mib(device) -> tuple[float, str]:
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2 ** 20, 'cuda_max_allocated'
     return process_max_rss_mib(), 'process_max_rss'
+
+
+def seconds_to_text(seconds: float) -> str:
+    """A duration for people: '45 s', '12 min', '3.5 h', '2.1 days'."""
+    if seconds < 90:
+        return f'{seconds:.0f} s'
+    if seconds < 5400:
+        return f'{seconds / 60:.0f} min'
+    if seconds < 2 * 86400:
+        return f'{seconds / 3600:.1f} h'
+    return f'{seconds / 86400:.1f} days'
 
 
 # ----------------------------------------------------------------------------- script entry

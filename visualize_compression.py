@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from config_schema import add_config_args, load_config
+from config_schema import add_config_args, format_config, load_config, presets_of
 from env import ACTION_NAMES, all_goals, oracle_return
 from history_file import (MARK_CLOSE, MARK_OPEN, dataset_path, env_groups, file_config, find_regions, marker_problems,
                           no_markers_error, open_history, region_length, rollout_returns)
@@ -306,12 +306,15 @@ def main():
     parser.add_argument('--stream', type=int, default=0, help='which parallel PPO stream to plot (default 0)')
     parser.add_argument('--dataset', help='history file (default: the config\'s datasets_dir/history_...hdf5)')
     parser.add_argument('--analyze', action='store_true', help='check every env and stream; print a report')
-    parser.add_argument('--out_dir', default='figs', help='where figures go (default figs)')
+    parser.add_argument('--out_dir', help='where figures go (default: the figs_dir key, figs/)')
     add_config_args(parser)
     args = parse_args(parser)
-    config = load_config(quick=args.quick, overrides=args.overrides)
+    config = load_config(presets=presets_of(args), overrides=args.overrides)
+    if args.print_config:
+        print(format_config(config))
+        return 0
     path = Path(args.dataset) if args.dataset else dataset_path(config)
-    out_dir = Path(args.out_dir)
+    out_dir = Path(args.out_dir or config['figs_dir'])
     with open_history(path) as f:
         if args.analyze:
             file = analyze(f, path, config, out_dir)

@@ -1,15 +1,18 @@
 """Throughput of standard vs compressed-context AD, side by side, in one command.
 
     python -m bench.bench                                   # both modes on cuda if present, else cpu
-    python -m bench.bench --device cpu --steps 5 --warmup 2 --json bench_cpu.json
+    python -m bench.bench --device cpu --json bench_cpu.json
     python -m bench.bench --batch 512                       # the equal-batch rows at 512 sequences
     python -m bench.bench --quick --device cpu              # tiny smoke run (seconds)
     python -m bench.bench --collect [--quick]               # PPO collection throughput instead
     python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to both modes
 
-Four rows: standard (config/model/ad_dr.yaml) and compressed (config/model/ad_dr_compressed.yaml),
-each once at its own ``train_batch_size`` (config 'default') and once at the common ``--batch``
-(config 'equal_batch', default: the standard config's ``train_batch_size``). Per row:
+Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
+unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: standard
+(config/model/ad_dr.yaml) and compressed (config/model/ad_dr_compressed.yaml), each at its own
+``train_batch_size`` (config 'default') and both at the common ``--batch`` (config 'equal_batch', default: the
+standard config's ``train_batch_size``); a row that would repeat another (same mode, same batch) is measured
+once. After each row the remaining time is estimated from the rows so far. Per row:
 
 * train step time: the mean over ``--steps`` timed steps after ``--warmup`` untimed ones. One step is
   the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
@@ -55,7 +58,7 @@ from model.rollout import InContextRollout
 from model.training import make_optimizer, make_scheduler, train_step
 from synthetic_histories import synthetic_streams
 from utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device, process_max_rss_mib,
-                   reset_peak_memory, run_main)
+                   reset_peak_memory, run_main, seconds_to_text)
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
 # synthetic history sizes: (goals, streams per goal, regions per stream)
@@ -70,26 +73,27 @@ DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  
 
 
 # ----------------------------------------------------------------------------- configuration
-def mode_config(mode: str, quick: bool, overrides: list[str], batch: int | None = None):
-    """The config of one mode (+ the bench's quick sizes, the user's overrides, the row's batch size)."""
+def mode_config(mode: str, presets: list[str], overrides: list[str], batch: int | None = None):
+    """The config of one mode (+ the setting's presets, the bench's quick sizes, the user's overrides and the
+    row's batch size)."""
     extra = []
-    if quick:
+    if 'quick' in presets:
         extra = QUICK_OVERRIDES + [f'n_transit={QUICK_N_TRANSIT[mode]}']
     if batch is not None:
         overrides = list(overrides) + [f'train_batch_size={batch}']
-    return load_config(MODES[mode], quick=quick, overrides=extra + list(overrides))
+    return load_config(MODES[mode], presets, extra + list(overrides))
 
 
 def row_specs(args) -> list[dict]:
-    """The four rows: each mode at its own batch size, then both at the common one."""
-    defaults = {mode: mode_config(mode, args.quick, args.overrides)['train_batch_size'] for mode in MODES}
+    """Each mode at its own batch size, then both at the common one, without repeating a (mode, batch) row."""
+    defaults = {mode: mode_config(mode, args.presets, args.overrides)['train_batch_size'] for mode in MODES}
     equal = args.batch or defaults['standard']
-    common = {'steps': args.steps, 'warmup': args.warmup, 'eval_steps': args.eval_steps, 'quick': args.quick,
+    common = {'steps': args.steps, 'warmup': args.warmup, 'eval_steps': args.eval_steps, 'presets': args.presets,
               'overrides': args.overrides, 'device': args.device}
     specs = [dict(common, mode=m, config='default', batch=defaults[m]) for m in MODES]
-    specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in MODES]
+    specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in MODES if defaults[m] != equal]
     for spec in specs:
-        mode_config(spec['mode'], args.quick, args.overrides, spec['batch'])  # config errors now, not in a child
+        mode_config(spec['mode'], args.presets, args.overrides, spec['batch'])  # config errors now, not in a child
     return specs
 
 
@@ -156,8 +160,8 @@ def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
 def measure_row(spec: dict) -> dict:
     """One row, in this process: training (step time, peak memory), then evaluation."""
     device = torch.device(spec['device'])
-    config = mode_config(spec['mode'], spec['quick'], spec['overrides'], spec['batch'])
-    sampler = make_sampler(config, device, spec['quick'])
+    config = mode_config(spec['mode'], spec['presets'], spec['overrides'], spec['batch'])
+    sampler = make_sampler(config, device, 'quick' in spec['presets'])
     if device.type == 'cuda':
         torch.cuda.empty_cache()
         start_mib = torch.cuda.memory_allocated(device) / 2 ** 20
@@ -183,7 +187,7 @@ def measure_row(spec: dict) -> dict:
         'steps': spec['steps'], 'warmup': spec['warmup'],
         'n_params': sum(p.numel() for p in model.parameters()),
         'device': str(device), 'device_name': device_name(device), 'threads': torch.get_num_threads(),
-        'quick': spec['quick'], 'overrides': list(spec['overrides']),
+        'presets': spec['presets'], 'overrides': list(spec['overrides']),
     }
 
 
@@ -247,12 +251,18 @@ def ratio(a: float, b: float) -> str:
 
 
 def format_ratios(rows: list[dict]) -> str:
+    """Compressed / standard, at every batch size both modes were measured at, then at their default batches."""
+    pairs = []
+    for batch in sorted({r['batch'] for r in rows}):
+        at = {r['mode']: r for r in rows if r['batch'] == batch}
+        if len(at) == 2:
+            pairs.append((f'equal batch {batch}', at['standard'], at['compressed']))
+    default = {r['mode']: r for r in rows if r['config'] == 'default'}
+    if default['standard']['batch'] != default['compressed']['batch']:
+        pairs.append((f"default batches ({default['standard']['batch']} / {default['compressed']['batch']})",
+                      default['standard'], default['compressed']))
     lines = []
-    for config in ('equal_batch', 'default'):
-        pair = {r['mode']: r for r in rows if r['config'] == config}
-        s, c = pair['standard'], pair['compressed']
-        label = f"equal batch {s['batch']}" if config == 'equal_batch' else \
-            f"default batches ({s['batch']} / {c['batch']})"
+    for label, s, c in pairs:
         lines.append(f"{label}: compressed {ratio(c['steps_per_s'], s['steps_per_s'])} steps/s, "
                      f"{ratio(c['peak_mib'], s['peak_mib'])} peak memory, "
                      f"{ratio(c['action_targets_per_s'], s['action_targets_per_s'])} action targets/s, "
@@ -264,7 +274,7 @@ def format_ratios(rows: list[dict]) -> str:
 def measure_collect(args) -> dict:
     """Seconds per goal of ``learn_goal`` on one core (single torch thread), over COLLECT_GOALS goals."""
     from algorithm.ppo import learn_goal, rollouts_needed, set_single_thread
-    config = load_config(quick=args.quick, overrides=args.overrides)
+    config = load_config(presets=[p for p in args.presets if p == 'quick'], overrides=args.overrides)
     set_single_thread()
     train_idx, _ = goal_split(config)
     goals = all_goals(config['grid_size'])
@@ -281,13 +291,14 @@ def measure_collect(args) -> dict:
             'n_stream': config['n_stream'], 'n_steps': config['n_steps'], 'ppo_n_epochs': config['ppo_n_epochs'],
             'ppo_batch_size': config['ppo_batch_size'], 'cores': cores,
             'estimated_full_collect_s': per_goal * len(goals) / cores,
-            'device': 'cpu', 'device_name': device_name(torch.device('cpu')), 'threads': 1, 'quick': args.quick,
+            'device': 'cpu', 'device_name': device_name(torch.device('cpu')), 'threads': 1, 'presets': args.presets,
             **provenance()}
 
 
 def format_collect(r: dict) -> str:
     steps = r['transitions_per_goal'] // r['n_stream']
-    return (f"PPO collection ({r['goals']} goals, {r['n_stream']} streams x {steps} steps, one torch thread, torch {r['torch']}, commit {r['commit']}):\n"
+    return (f"PPO collection ({r['goals']} goals, {r['n_stream']} streams x {steps} steps, one torch thread, "
+            f"torch {r['torch']}, commit {r['commit']}):\n"
             f"  {r['seconds_per_goal_per_core']:.1f} s per goal per core "
             f"({r['env_steps_per_s_per_core']:,.0f} env steps/s per core; goals took "
             f"{', '.join(f'{s:.1f}' for s in r['seconds'])} s)\n"
@@ -309,12 +320,16 @@ def parse_args(argv=None):
                                                                'instead of training and evaluation')
     parser.add_argument('--quick', action='store_true', help='tiny sizes for a smoke run (config/quick.yaml + a '
                                                              'smaller model, short regions, few steps)')
+    parser.add_argument('--cpu', action='store_true', help='the --cpu setting (config/cpu.yaml); the default on a CPU')
+    parser.add_argument('--full', action='store_true', help='the default (GPU-sized) configs, also on a CPU')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one row (JSON spec) and print it
     parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key in both modes')
     args = parser.parse_intermixed_args(argv)
     for name, (full, quick) in DEFAULT_COUNTS.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if args.quick + args.cpu + args.full > 1:
+        raise UserError('--quick, --cpu and --full choose the sizes to measure; pass at most one.')
     for name in ('steps', 'eval_steps', 'batch'):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -322,6 +337,15 @@ def parse_args(argv=None):
     if args.warmup < 0:
         raise UserError(f'--warmup must be >= 0, got {args.warmup}.')
     return args
+
+
+def choose_presets(args) -> list[str]:
+    """The setting to measure: --quick / --cpu / --full as asked, else the default on CUDA and --cpu on a CPU."""
+    if args.quick:
+        return ['quick']
+    if args.cpu or (args.device == 'cpu' and not args.full):
+        return ['cpu']
+    return []
 
 
 def write_json(path: str, rows: list[dict]) -> None:
@@ -334,17 +358,20 @@ def main():
     if args.row:  # child process of a CPU run: one row as one JSON line on stdout
         print(json.dumps(measure_row(json.loads(args.row))))
         return 0
+    args.device = pick_device(args.device).type
+    args.presets = choose_presets(args)
     if args.collect:
         row = measure_collect(args)
         print(format_collect(row))
         if args.json:
             write_json(args.json, [row])
         return 0
-    args.device = pick_device(args.device).type
     specs = row_specs(args)
     meta = provenance()
     rows = []
-    for spec in specs:
+    print(f"Measuring {len(specs)} rows on {args.device} with the "
+          f"{' '.join('--' + p for p in args.presets) or 'default'} setting.", file=sys.stderr, flush=True)
+    for i, spec in enumerate(specs):
         print(f"measuring {spec['mode']:>10} {spec['config']:<11} batch {spec['batch']} on {args.device} ...",
               file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -354,6 +381,11 @@ def main():
             raise UserError(f"CUDA ran out of memory in the {spec['mode']} {spec['config']} row at batch "
                             f"{spec['batch']}. Lower --batch (or train_batch_size=...).") from None
         rows.append(dict(row, row_seconds=time.perf_counter() - start, **meta))
+        left = len(specs) - i - 1
+        if left:
+            mean_row = np.mean([r['row_seconds'] for r in rows])
+            print(f"  row took {rows[-1]['row_seconds']:.0f} s; about {seconds_to_text(mean_row * left)} for the "
+                  f"{left} remaining row(s)", file=sys.stderr, flush=True)
     print(format_table(rows))
     print()
     print(format_ratios(rows))

@@ -44,10 +44,10 @@ class InContextRollout:
         self.env = BatchedDarkRoom(goals, config['grid_size'], config['horizon'])
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
-        self.autocast = autocast(self.device)
+        bf16 = config['bf16'] and self.device.type == 'cuda'
+        self.autocast = autocast(self.device, bf16)
         L = model.cfg.max_len
-        self.cache = KVCache(model.cfg, self.B, self.device,
-                             torch.bfloat16 if self.device.type == 'cuda' else torch.float32)
+        self.cache = KVCache(model.cfg, self.B, self.device, torch.bfloat16 if bf16 else torch.float32)
         self.ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long,
                                    device=self.device) for f in FIELDS}
         self.rows = torch.arange(self.B, device=self.device)

@@ -16,6 +16,7 @@ torch.set_num_threads(1)
 def workdir(tmp_path):
     """Overrides that keep datasets and runs inside a temporary directory."""
     return ['datasets_dir=' + str(tmp_path / 'datasets'), 'runs_dir=' + str(tmp_path / 'runs'),
+            'figs_dir=' + str(tmp_path / 'figs'),
             'ppo_log_dir=' + str(tmp_path / 'ppo')]
 
 

@@ -1,7 +1,9 @@
-"""python -m bench.bench: the quick smoke run measures both modes at their default and at an equal batch size."""
+"""python -m bench.bench: both modes side by side, each measured once per batch size."""
 import json
 
-from tests.helpers import run_script
+import pytest
+
+from tests.helpers import assert_user_error, run_script
 
 REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'peak_mib', 'device',
             'eval_steps_per_s', 'eval_transitions_per_s', 'tokens', 'targets_per_window', 'config', 'torch', 'date',
@@ -10,16 +12,20 @@ POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_ste
             'tokens', 'targets_per_window')
 
 
-def test_quick_bench_writes_four_comparable_rows(tmp_path):
+@pytest.mark.parametrize('extra, expected', [
+    ([], {('standard', 'default', 16), ('compressed', 'default', 16)}),  # equal-batch rows would repeat them
+    (['--batch', '8'], {(m, c, b) for m in ('standard', 'compressed')
+                        for c, b in (('default', 16), ('equal_batch', 8))}),
+])
+def test_quick_bench_measures_each_mode_once_per_batch(tmp_path, extra, expected):
     out = tmp_path / 'bench.json'
-    proc = run_script('-m', 'bench.bench', '--quick', '--device', 'cpu', '--json', out, timeout=300)
+    proc = run_script('-m', 'bench.bench', '--quick', '--device', 'cpu', '--json', out, *extra, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'cpu_max_rss' in proc.stdout and 'equal batch' in proc.stdout
+    assert 'remaining row(s)' in proc.stderr  # the time still to go, estimated from the rows so far
 
     rows = json.loads(out.read_text())
-    assert len(rows) == 4
-    assert {(r['mode'], r['config']) for r in rows} == {(m, c) for m in ('standard', 'compressed')
-                                                        for c in ('default', 'equal_batch')}
+    assert {(r['mode'], r['config'], r['batch']) for r in rows} == expected and len(rows) == len(expected)
     for r in rows:
         assert REQUIRED <= set(r), REQUIRED - set(r)
         assert r['device'] == 'cpu' and r['peak_measure'] == 'cpu_max_rss'
@@ -28,8 +34,12 @@ def test_quick_bench_writes_four_comparable_rows(tmp_path):
         assert abs(r['action_targets_per_s'] - r['batch'] * r['targets_per_window'] / r['step_ms'] * 1e3) \
             < 1e-6 * r['action_targets_per_s']
         assert r['eval_transitions_per_s'] == r['eval_steps_per_s'] * r['eval_rows']
+    for batch in {r['batch'] for r in rows}:
+        pair = {r['mode']: r for r in rows if r['batch'] == batch}
+        assert pair['compressed']['tokens'] < pair['standard']['tokens']
+        assert pair['compressed']['targets_per_window'] < pair['standard']['targets_per_window']
+        assert f'equal batch {batch}: compressed' in proc.stdout
 
-    equal = {r['mode']: r for r in rows if r['config'] == 'equal_batch'}
-    assert equal['standard']['batch'] == equal['compressed']['batch']
-    assert equal['compressed']['tokens'] < equal['standard']['tokens']
-    assert equal['compressed']['targets_per_window'] < equal['standard']['targets_per_window']
+
+def test_bench_refuses_two_settings():
+    assert_user_error(run_script('-m', 'bench.bench', '--quick', '--full'), '--quick, --cpu and --full')

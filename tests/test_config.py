@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
-from tests.helpers import assert_user_error, run_script
-from config_schema import ConfigError, get_config, load_config
+from config_schema import SCHEMA, ConfigError, get_config, load_config
+from tests.helpers import ROOT, assert_user_error, run_script
 
 
 def test_merge_order_include_quick_and_overrides():
@@ -11,7 +13,7 @@ def test_merge_order_include_quick_and_overrides():
     assert comp['n_transit'] == 160 and comp['use_compressed_context'] and comp['compress_interval'] == 80
     assert comp['tf_n_embd'] == std['tf_n_embd'] and comp['tf_n_layer'] == std['tf_n_layer']  # via include
     assert std['n_steps'] == 80 and std['n_stream'] == 100 and std['alg_seed'] == 42
-    quick = load_config(quick=True, overrides=['train_timesteps=7', 'lr=1e-3', 'compile=true'])
+    quick = load_config(presets=['quick'], overrides=['train_timesteps=7', 'lr=1e-3', 'compile=true'])
     assert quick['train_timesteps'] == 7 and quick['lr'] == 1e-3 and quick['compile'] is True
     assert quick['n_stream'] == get_config('config/quick.yaml')['n_stream']
     assert isinstance(load_config(overrides=['lr=1'])['lr'], float)  # YAML int widened for a float key
@@ -51,3 +53,29 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     proc = run_script('train.py', '--config', 'config/model/nope.yaml')
     assert_user_error(proc, "config/model/nope.yaml' does not exist")
     assert not any(tmp_path.iterdir())
+
+
+def test_print_config_shows_every_key_with_its_source_and_does_nothing_else(tmp_path):
+    for script, extra in (('collect.py', []), ('train.py', ['--config', 'config/model/ad_dr_compressed.yaml']),
+                          ('visualize_compression.py', []), ('example_compressed_training.py', [])):
+        proc = run_script(script, '--print-config', '--cpu', *extra, f'runs_dir={tmp_path}/runs', 'lr=0.002')
+        assert proc.returncode == 0, proc.stderr
+        shown = {line.split(':')[0] for line in proc.stdout.splitlines() if ': ' in line and not line.startswith('#')}
+        assert set(SCHEMA) <= shown, set(SCHEMA) - shown
+        assert "lr: 0.002" in proc.stdout and "# override 'lr=0.002'" in proc.stdout
+        assert '# config/cpu.yaml' in proc.stdout and '# config/env/darkroom.yaml' in proc.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_readme_configuration_table_lists_every_key():
+    readme = (ROOT / 'README.md').read_text()
+    table = readme[readme.index('## Configuration'):]
+    table = table[:table.index('\n## ', 1)]
+    listed = set(re.findall(r'`([a-z0-9_]+)`', '\n'.join(line.split('|')[1] for line in table.splitlines()
+                                                            if line.startswith('| `'))))
+    assert set(SCHEMA) <= listed, f'missing from the README table: {sorted(set(SCHEMA) - listed)}'
+    assert listed <= set(SCHEMA), f'not config keys: {sorted(listed - set(SCHEMA))}'
+
+
+def test_quick_and_cpu_are_two_settings():
+    assert_user_error(run_script('train.py', '--quick', '--cpu'), '--quick and --cpu')

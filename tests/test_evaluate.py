@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 import model.rollout
 from env import all_goals
@@ -133,3 +134,53 @@ def test_evaluate_error_paths(tmp_path, workdir, tiny_dataset):
         ckpt.unlink()
     assert_user_error(run_script('evaluate.py', str(run)), 'has no checkpoint')
     assert not (run / 'eval_result.npy').exists()
+
+
+def test_evaluation_picks_its_own_device_not_the_one_the_run_was_trained_on(tmp_path, workdir, tiny_dataset):
+    import evaluate
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0  # trained with device=cpu
+    run = tmp_path / 'runs' / 'AD-darkroom-seed0'
+    config = evaluate.eval_config(run, [], [])
+    assert config['device'] == 'auto' and 'CUDA when present' in config.source('device')
+    assert evaluate.eval_config(run, [], ['device=cpu'])['device'] == 'cpu'
+
+
+def event_points(directory, tag='eval/return_mean'):
+    points = []
+    for file in directory.glob('events.out.tfevents.*'):
+        for event in EventFileLoader(str(file)).Load():
+            points += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+    return points
+
+
+def test_other_evaluation_settings_are_kept_apart_and_never_duplicate_tensorboard_points(tmp_path, workdir,
+                                                                                       tiny_dataset):
+    args = COMPRESSED + TINY_COMPRESSED + workdir
+    assert run_script('train.py', *args).returncode == 0
+    run = tmp_path / 'runs' / 'AD-darkroom-compressed-seed0'
+    assert run_script('evaluate.py', str(run)).returncode == 0  # the run's own setting: SPEC file names
+    default = (run / 'eval_result.npy').read_bytes()
+    assert sorted(s for s, _ in event_points(run)) == [1, 2, 3]
+    proc = run_script('evaluate.py', str(run), '--greedy', 'eval_episodes=2')
+    assert proc.returncode == 0, proc.stderr
+    other = run / 'eval-greedy-2ep-2x-seed0-fixed'
+    assert np.load(other / 'eval_result.npy').shape == (16, 2)
+    assert json.loads((other / 'eval_summary.json').read_text())['setting'] == {
+        'episodes': 2, 'streams_per_goal': 2, 'seed': 0, 'greedy': True, 'compress_trigger': 'fixed'}
+    assert (run / 'eval_result.npy').read_bytes() == default  # untouched
+    assert sorted(s for s, _ in event_points(other)) == [1, 2]
+    assert run_script('evaluate.py', str(run), 'eval_seed=1').returncode == 0
+    assert (run / 'eval-sampled-3ep-2x-seed1-fixed' / 'eval_result.npy').exists()
+    assert run_script('evaluate.py', str(run)).returncode == 0  # evaluating again replaces, never appends
+    assert sorted(s for s, _ in event_points(run)) == [1, 2, 3]
+    assert np.load(run / 'eval_result.npy').tobytes() == np.load(other.parent / 'eval_result.npy').tobytes()
+
+
+def test_the_curve_figure_draws_any_number_of_runs(tmp_path, monkeypatch):
+    import plots
+    drawn = {}
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, file: drawn.update(
+        labels=[line.get_label() for line in fig.axes[0].get_lines()]))
+    bands = {f'run {i}': plots.std_band(np.random.default_rng(i).random((4, 10))) for i in range(12)}
+    plots.plot_in_context_curves(tmp_path / 'f.png', bands, 17.25, np.ones(10), 'twelve runs')
+    assert [f'run {i}' for i in range(12)] == [label for label in drawn['labels'] if label.startswith('run')]

@@ -1,5 +1,6 @@
 """The quick-start workflow end to end: the one-shot example, and the edit of train.py it describes."""
 import argparse
+import json
 import re
 
 import numpy as np
@@ -10,8 +11,7 @@ QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
 
 
 def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdir):
-    out = ['--out_dir', str(tmp_path / 'figs')]
-    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *out, *workdir)
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / 'runs'
     for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):
@@ -26,11 +26,19 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
     assert (tmp_path / 'figs' / 'comparison.png').stat().st_size > 1000
     assert re.search(r'\| train compressed AD \| \d+\.\d s \|', table)  # wall time of every stage
     # a second run reuses the dataset, the finished runs and their evaluations
-    again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *out, *workdir)
+    again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir)
     assert again.returncode == 0, again.stderr
     assert 'reusing the existing dataset' in again.stdout and again.stdout.count('reusing the finished run') == 2
     assert again.stdout.count("reusing '") == 2
     assert '| collect | reused |' in (runs / 'comparison.md').read_text()
+    # an evaluation made with other settings is not reused: the example evaluates again with the ones it needs
+    third = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir, 'eval_episodes=7')
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.count('reusing the finished run') == 2 and third.stdout.count("reusing '") == 0
+    for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):
+        assert np.load(runs / name / 'eval_result.npy').shape == (32, 20)  # the run's own setting, untouched
+    assert np.load(runs / 'AD-darkroom-seed0' / 'eval-sampled-7ep-4x-seed0' / 'eval_result.npy').shape == (32, 7)
+    assert json.loads((runs / 'comparison.json').read_text())['runs']['standard'][0]['eval_seconds'] > 0
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):
@@ -46,6 +54,6 @@ def test_the_quick_start_edit_of_train_py_switches_to_compressed_mode():
     edited = source.replace(QUICK_LINE, QUICK_LINE.replace('ad_dr.yaml', 'ad_dr_compressed.yaml'))
     namespace = {'__name__': 'train_edited'}
     exec(compile(edited, 'train_edited.py', 'exec'), namespace)
-    args = argparse.Namespace(config=None, quick=False, overrides=[])
+    args = argparse.Namespace(config=None, quick=False, cpu=False, overrides=[])
     config = namespace['read_config'](args)
     assert config['use_compressed_context'] and config['n_transit'] == 160 and config['compress_interval'] == 80

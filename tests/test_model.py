@@ -110,3 +110,19 @@ def test_loss_falls_when_overfitting_a_tiny_history(compressed):
     assert out['acc_action'].item() > 0.9
     if compressed:
         assert out['acc_token_type'].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_the_sampler_can_draw_every_window_including_the_last_of_each_stream(compressed):
+    config = tiny_config(compressed)
+    sampler, streams = sampler_for(config)
+    T, L = streams['actions'].shape[1], config['n_transit']
+    R = config['compress_interval']
+    last_start = T - 2 * R if compressed else T - L  # the last region pair / the last standard window
+    seq, start = sampler.draw(20_000, torch.Generator().manual_seed(0))
+    assert set(start.tolist()) == set(range(0, last_start + 1, R if compressed else 1))
+    assert set(seq.tolist()) == set(range(sampler.n_seq))
+    # the window at the last start ends with the stream's last transition
+    window = sampler.windows(torch.tensor([1]), torch.tensor([last_start]))
+    targets = window['action'][0][window['types'][0] == TRANSITION]
+    assert targets[-1].item() == streams['actions'][1, -1] and len(targets) == (2 * R if compressed else L)

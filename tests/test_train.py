@@ -1,14 +1,18 @@
+import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from config_schema import load_config
 from history_file import dataset_path
 from synthetic_histories import write_synthetic_file
-from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
+from tests.helpers import COMPRESSED, ROOT, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 TAGS = {'train/loss', 'train/loss_action', 'train/acc_action', 'train/lr', 'test/loss_action', 'test/acc_action'}
 COMPRESSED_TAGS = {'train/loss_token_type', 'train/acc_token_type', 'test/loss_token_type', 'test/acc_token_type'}
 
@@ -139,3 +143,35 @@ def test_misplaced_markers_are_refused_in_compressed_mode(tmp_path, workdir):
         f['0']['compress_markers'][5, 1] = 2  # a </compress> in the middle of a region of a training goal
     proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir)
     assert_user_error(proc, 'not on 8-step rollout boundaries', 'step 5')
+
+
+def test_resuming_with_a_smaller_batch_after_running_out_of_memory_is_allowed_and_recorded(tmp_path, workdir,
+                                                                                           tiny_dataset):
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+    run = tmp_path / 'runs' / 'AD-darkroom-seed0'
+    (run / 'ckpt-8.pt').unlink()  # as if it had stopped (out of memory) after the checkpoint at step 4
+    proc = run_script('train.py', *TINY_STANDARD, *workdir, 'train_batch_size=4')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Changed on resume at step 4: train_batch_size 8 -> 4' in proc.stdout
+    assert yaml.safe_load((run / 'config.yaml').read_text())['train_batch_size'] == 4
+    assert yaml.safe_load((run / 'config_changes.yaml').read_text()) == [
+        {'step': 4, 'key': 'train_batch_size', 'old': 8, 'new': 4}]
+    assert torch.load(run / 'ckpt-8.pt', weights_only=False)['step'] == 8
+
+
+def test_cpu_training_says_how_long_it_will_take_before_the_first_step(tmp_path, workdir, tiny_dataset):
+    args = [*TINY_STANDARD, *workdir, 'train_timesteps=100000000', 'ckpt_interval=100000000']
+    proc = subprocess.Popen([sys.executable, 'train.py', *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "run 'python train.py --cpu'" in line:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    text = ''.join(lines)
+    assert 'On this CPU a step should take about' in text and '100000000 steps in about' in text, text
+    assert 'sized for a GPU' in text

@@ -1,0 +1,89 @@
+"""Dark Key-to-Door: dynamics (numpy and torch share one step function), tasks, the oracle return and its gymnasium env.
+
+A 9 x 9 dark grid: the agent starts at the centre and must find an invisible key, then an invisible door. The
+state is (row, col, stage), stage 0 before the key, 1 holding it, 2 after the door has opened; positions are
+clipped to the grid. Reward 1 on the step the agent first reaches the key, and 1 on the step it first reaches the
+door holding the key (on the same step when key and door share a cell): at most 2 per episode. Episodes are
+truncated after ``horizon`` steps (50) and never terminate early.
+
+A task is a (key, door) pair: env index ``i`` has key cell ``i // grid_size**2`` and door cell
+``i % grid_size**2`` (cells in row-major order), so there are grid_size**4 tasks (6561 on 9 x 9).
+
+What the learners see: the PPO source observes the whole state (row, col, stage): a memoryless policy must know
+whether it holds the key. The AD token holds the same observation (and, as in Dark Room, the previous action and
+reward); the key and the door stay invisible, so the model must find them from its context.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from env.darkroom import MOVES, N_ACTIONS, start_position
+
+STAGES = 3  # 0 seeking the key, 1 holding it, 2 door opened
+
+
+def task_cells(env_idx, grid_size: int) -> np.ndarray:
+    """Env indices (...,) -> tasks (..., 4) int64: key row, key col, door row, door col."""
+    env_idx = np.asarray(env_idx, dtype=np.int64)
+    key, door = env_idx // grid_size ** 2, env_idx % grid_size ** 2
+    return np.stack([key // grid_size, key % grid_size, door // grid_size, door % grid_size], axis=-1)
+
+
+def start_state(grid_size: int) -> tuple[int, int, int]:
+    return (*start_position(grid_size), 0)
+
+
+def step_states(state, actions, tasks, moves, grid_size: int):
+    """One step for a batch, on numpy arrays or torch tensors alike.
+
+    state: (B, 3) integers (row, col, stage); actions: (B,); tasks: (B, 4); moves: MOVES as the same array type.
+    Returns (new_state (B, 3), reward (B,) integers in {0, 1, 2}).
+    """
+    new_state = state * 1  # a copy, in either library
+    new_state[:, :2] = (state[:, :2] + moves[actions]).clip(0, grid_size - 1)
+    at_key = (new_state[:, :2] == tasks[:, :2]).all(-1)
+    at_door = (new_state[:, :2] == tasks[:, 2:]).all(-1)
+    stage = state[:, 2]
+    got_key = ((stage == 0) & at_key) * 1
+    opened = (((stage == 1) | (got_key == 1)) & at_door) * 1
+    new_state[:, 2] = stage + got_key + opened
+    return new_state, got_key + opened
+
+
+def oracle_return(task, grid_size: int, horizon: int) -> int:
+    """Return of the agent that walks straight to the known key, then to the door."""
+    start = start_position(grid_size)
+    to_key = abs(int(task[0]) - start[0]) + abs(int(task[1]) - start[1])
+    to_door = abs(int(task[2]) - int(task[0])) + abs(int(task[3]) - int(task[1]))
+    return int(max(to_key, 1) <= horizon) + int(max(to_key, 1) + to_door <= horizon)
+
+
+class DarkKeyToDoorEnv(gym.Env):
+    """One Dark Key-to-Door episode as a ``gymnasium.Env`` (id ``DarkKeyToDoor-v0``).
+
+    Observation: int64 array (3,) = (row, col, stage). Reward: float 0/1. ``truncated`` after ``horizon`` steps.
+    """
+
+    metadata = {'render_modes': []}
+
+    def __init__(self, task=(0, 0, 8, 8), grid_size: int = 9, horizon: int = 50):
+        self.grid_size, self.horizon = grid_size, horizon
+        self.task = np.asarray(task, dtype=np.int64)
+        self.observation_space = gym.spaces.MultiDiscrete([grid_size, grid_size, STAGES])
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self._state = np.array(start_state(grid_size), dtype=np.int64)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = np.array(start_state(self.grid_size), dtype=np.int64)
+        self._t = 0
+        return self._state.copy(), {}
+
+    def step(self, action):
+        new_state, reward = step_states(self._state[None], np.array([int(action)]), self.task[None], MOVES,
+                                        self.grid_size)
+        self._state = new_state[0]
+        self._t += 1
+        return self._state.copy(), float(reward[0]), False, self._t >= self.horizon, {}

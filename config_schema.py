@@ -19,8 +19,9 @@ import yaml
 
 from utils import PROJECT_ROOT, UserError
 
-ENV_CONFIG = 'config/env/darkroom.yaml'
-ALG_CONFIG = 'config/algorithm/ppo_darkroom.yaml'
+DEFAULT_ENV = 'darkroom'
+ENV_CONFIG = 'config/env/{env}.yaml'             # chosen by --env; Dark Room by default
+ALG_CONFIG = 'config/algorithm/ppo_{env}.yaml'   # the PPO source's settings for that environment
 MODEL_CONFIG = 'config/model/ad_dr.yaml'
 COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
@@ -56,10 +57,12 @@ _INT, _FLOAT, _BOOL, _STR, _LIST = int, float, bool, str, list
 # key: (type, check or None, what the check demands)
 SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
     # env
-    'env': (_STR, _one_of('darkroom'), "'darkroom'"),
+    'env': (_STR, _one_of('darkroom', 'darkkeytodoor'), "'darkroom' or 'darkkeytodoor'"),
     'grid_size': (_INT, lambda v: v >= 2, 'an integer >= 2'),
     'horizon': (_INT, _positive, 'a positive integer'),
-    'num_actions': (_INT, _one_of(5), '5 (Dark Room has 5 actions)'),
+    'num_actions': (_INT, _one_of(5), '5 (both environments have 5 actions)'),
+    'n_tasks': (_INT, _non_negative, 'an integer >= 0 (0 = every task of the environment)'),
+    'task_seed': (_INT, None, 'an integer'),
     'env_split_seed': (_INT, None, 'an integer'),
     'train_env_ratio': (_FLOAT, _fraction, 'a number strictly between 0 and 1'),
     'datasets_dir': (_STR, None, 'a directory path'),
@@ -217,6 +220,9 @@ def parse_overrides(config: Config, overrides: Iterable[str]) -> None:
             raise ConfigError(f"Cannot read argument '{item}': overrides are written KEY=VALUE "
                               f"(for example train_timesteps=2000).")
         key, text = item.split('=', 1)
+        if key.strip() == 'env':
+            raise ConfigError(f"Cannot read argument '{item}': the environment is chosen with --env NAME, which loads "
+                              f"config/env/NAME.yaml and its PPO settings (e.g. --env darkkeytodoor).")
         try:
             value = yaml.safe_load(text) if text != '' else ''
         except yaml.YAMLError:
@@ -224,19 +230,31 @@ def parse_overrides(config: Config, overrides: Iterable[str]) -> None:
         config.set(key.strip(), value, f"override '{item}'")
 
 
-def base_config() -> Config:
-    """The env and algorithm files merged: what every model config is laid over."""
-    config = get_config(ENV_CONFIG)
-    config.update(get_config(ALG_CONFIG))
+def env_files(env: str = DEFAULT_ENV) -> tuple[str, str]:
+    """(environment file, PPO file) of ``--env NAME``."""
+    files = ENV_CONFIG.format(env=env), ALG_CONFIG.format(env=env)
+    if not all(resolve_path(f).is_file() for f in files):
+        known = sorted(p.stem for p in (PROJECT_ROOT / 'config' / 'env').glob('*.yaml'))
+        raise ConfigError(f"--env {env}: there is no {files[0]} with its {files[1]}. Choose one of {', '.join(known)}.")
+    return files
+
+
+def base_config(env: str = DEFAULT_ENV) -> Config:
+    """The env and algorithm files of ``env`` merged: what every model config is laid over."""
+    env_file, alg_file = env_files(env)
+    config = get_config(env_file)
+    config.update(get_config(alg_file))
     return config
 
 
-def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
+def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = (),
+                env: str = DEFAULT_ENV) -> Config:
     """The standard merge: env -> algorithm -> model -> presets -> overrides, then cross-key checks.
 
-    ``presets`` are names of ``PRESETS`` ('quick', 'cpu'), as chosen by ``--quick`` / ``--cpu``.
+    ``presets`` are names of ``PRESETS`` ('quick', 'cpu'), as chosen by ``--quick`` / ``--cpu``; ``env`` names the
+    environment files, as chosen by ``--env``.
     """
-    config = base_config()
+    config = base_config(env)
     config.update(get_config(model_config or MODEL_CONFIG))
     return finalize_config(config, presets, overrides)
 
@@ -271,8 +289,13 @@ def check_consistency(config: Config) -> None:
 
 
 # ----------------------------------------------------------------------------- command line
-def add_config_args(parser, overrides: bool = True) -> None:
-    """``--quick``, ``--cpu``, ``--print-config`` and trailing ``KEY=VALUE`` overrides, shared by every script."""
+def add_config_args(parser, overrides: bool = True, env: bool = True) -> None:
+    """``--env``, ``--quick``, ``--cpu``, ``--print-config`` and trailing ``KEY=VALUE`` overrides, shared by every
+    script."""
+    if env:
+        parser.add_argument('--env', default=DEFAULT_ENV, metavar='NAME',
+                            help=f'the environment: loads {ENV_CONFIG} and {ALG_CONFIG} (default {DEFAULT_ENV}; '
+                                 f'or darkkeytodoor)')
     parser.add_argument('--quick', action='store_true',
                         help=f'apply {QUICK_CONFIG}: a tiny smoke-test setting, a few minutes on 2 CPU cores')
     parser.add_argument('--cpu', action='store_true',
@@ -281,6 +304,11 @@ def add_config_args(parser, overrides: bool = True) -> None:
                         help='print the merged config with the file or override behind every key, then exit')
     if overrides:
         parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')
+
+
+def config_from_args(args, model_config: str | None = None) -> Config:
+    """The config a script's command line asks for (``--env``, presets, overrides) with ``model_config``."""
+    return load_config(model_config, presets_of(args), args.overrides, args.env)
 
 
 def presets_of(args) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from env import goal_split
+from env import env_spec, task_split
 from history_file import check_dataset, check_markers, dataset_path, open_history, read_streams
 from model.layout import IGNORE, TRANSITION, compressed_window, next_type_targets, stream_tokens
 from utils import UserError
@@ -18,7 +18,7 @@ class WindowSampler:
     """Training windows built on the device by index arithmetic (no DataLoader, no per-sample Python).
 
     Holds every stream of the chosen goals as (N, T) token-field tensors. ``sample(B, generator)``
-    returns a batch dict of (B, L) tensors: types, cell, prev_action, prev_reward, action targets
+    returns a batch dict of (B, L) tensors: types, obs, prev_action, prev_reward, action targets
     (``IGNORE`` at markers) and, in compressed mode, next-token-type targets.
     """
 
@@ -50,10 +50,11 @@ class WindowSampler:
             self.stride = 1
         tensors = {k: torch.as_tensor(v[:, :T]) for k, v in streams.items() if k != 'compress_markers'}
         tokens = stream_tokens(tensors['states'], tensors['actions'], tensors['rewards'],
-                               config['grid_size'], config['num_actions'])
+                               env_spec(config).obs_sizes(config['grid_size']), config['num_actions'])
         # compact dtypes keep the whole training set resident on the device
-        self.tokens = {'cell': tokens['cell'].to(torch.int16), 'prev_action': tokens['prev_action'].to(torch.int8),
-                       'prev_reward': tokens['prev_reward'].to(torch.float16), 'action': tokens['action'].to(torch.int8)}
+        self.tokens = {'obs': tokens['obs'].to(torch.int16), 'prev_action': tokens['prev_action'].to(torch.int8),
+                       'prev_reward': tokens['prev_reward'].to(torch.float16),
+                       'action': tokens['action'].to(torch.int8)}
         self.tokens = {k: v.to(device) for k, v in self.tokens.items()}
         self.n_seq, self.T = self.tokens['action'].shape
         self.window_len = len(self.offsets)
@@ -67,7 +68,7 @@ class WindowSampler:
         rows = seq[:, None]
         g = {k: v[rows, t] for k, v in self.tokens.items()}
         B, L = t.shape
-        batch = {'cell': g['cell'].long(), 'prev_action': g['prev_action'].long(),
+        batch = {'obs': g['obs'].long(), 'prev_action': g['prev_action'].long(),
                  'prev_reward': g['prev_reward'].float(), 'action': g['action'].long()}
         if self.compressed:
             batch['types'] = self.types.expand(B, L)
@@ -91,7 +92,7 @@ class WindowSampler:
 def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, dict]:
     """Check the dataset against ``config`` and load train / held-out goals as device-resident samplers."""
     path = dataset_path(config)
-    train_idx, test_idx = goal_split(config)
+    train_idx, test_idx = task_split(config)
     with open_history(path) as f:
         info = check_dataset(f, config, train_idx + test_idx, config['use_compressed_context'])
         n_timesteps = min(config['train_source_timesteps'], info['T'])

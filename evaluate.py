@@ -1,4 +1,4 @@
-"""Evaluate trained AD runs in context on the held-out Dark Room goals.
+"""Evaluate trained AD runs in context on the held-out tasks (Dark Room goals, or Key-to-Door keys and doors).
 
     python evaluate.py                                  # the most recently trained run under runs/
     python evaluate.py runs/AD-darkroom-compressed-seed0 runs/AD-darkroom-seed0
@@ -22,9 +22,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import (CONFIG_FILE_DEFAULTS, PRESETS, Config, add_config_args, check_key, format_config,
-                           get_config, load_config, parse_overrides, presets_of)
-from env import all_goals, goal_split, oracle_return
+from config_schema import (CONFIG_FILE_DEFAULTS, DEFAULT_ENV, PRESETS, Config, add_config_args, check_key,
+                           format_config, get_config, load_config, parse_overrides, presets_of)
+from env import env_spec, oracle_returns, task_split, tasks_of
 from history_file import ppo_source_curve
 from model import build_model
 from model.rollout import InContextRollout
@@ -50,7 +50,7 @@ def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
     saved = read_run_config(run)
     for key, value in saved.items():
         config.set(key, value, f'{run}/{CONFIG_FILE}')
-    defaults = load_config()
+    defaults = load_config(env=saved.get('env', DEFAULT_ENV))
     for key in defaults.keys() - saved.keys():
         config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
     config.set('device', 'auto', AUTO_DEVICE_SOURCE)  # where the run was trained says nothing about this machine
@@ -104,14 +104,14 @@ def evaluate_run(run: Path, args) -> dict:
         return {}
     device = pick_device(config['device'])
     model, step = load_run_model(run, config, device)
-    _, test_idx = goal_split(config)
-    goals = all_goals(config['grid_size'])[test_idx]  # (G, 2)
+    _, test_idx = task_split(config)
+    goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
-    goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, 2)
+    goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, task_dim)
     mode = 'compressed' if config['use_compressed_context'] else 'standard'
     setting = eval_setting(config, args.greedy)
     out = eval_output_dir(run, setting)
-    print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out goals x {S} "
+    print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out tasks x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
     rollout = InContextRollout(model, config, goal_rows, greedy=args.greedy,
                                compress_trigger=config['eval_compress_trigger'], seed=config['eval_seed'])
@@ -128,19 +128,19 @@ def evaluate_run(run: Path, args) -> dict:
     try:
         returns = rollout.run(E, on_episode).cpu().numpy()  # (G * S, E)
     except torch.cuda.OutOfMemoryError:
-        raise UserError(f"CUDA ran out of memory with {len(goals)} goals x eval_streams_per_goal={S} rollouts. "
+        raise UserError(f"CUDA ran out of memory with {len(goals)} tasks x eval_streams_per_goal={S} rollouts. "
                         f"Lower it, e.g. 'python evaluate.py {run} eval_streams_per_goal={max(1, S // 2)}'.") from None
     seconds = time.time() - start
     bar.close()
 
-    oracle = [oracle_return(g, config['grid_size'], config['horizon']) for g in goals]
+    oracle = oracle_returns(config, test_idx)
     per_goal = returns.reshape(len(goals), S, E).mean((1, 2))
     summary = {
         'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'setting': setting,
         'greedy': args.greedy,
         'compress_trigger': config['eval_compress_trigger'] if config['use_compressed_context'] else None,
         'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
-        'goals': [[int(g[0]), int(g[1])] for g in goals], 'env_indices': [int(i) for i in test_idx],
+        'env': config['env'], 'goals': [[int(x) for x in g] for g in goals], 'env_indices': [int(i) for i in test_idx],
         'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,
         'mean_return': float(returns.mean()), 'std_return': float(returns.std()),
         'mean_return_last_10pct': float(returns[:, -max(1, E // 10):].mean()),
@@ -153,13 +153,15 @@ def evaluate_run(run: Path, args) -> dict:
     atomic_write_text(out / EVAL_SUMMARY, json.dumps(summary, indent=2))
     ppo = ppo_source_curve(config, test_idx)
     plot_in_context_curves(out / EVAL_CURVE, {f'{mode} AD (in context)': std_band(returns)},
-                           summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out goals')
+                           summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out tasks')
     write_eval_events(out, returns)
 
-    print(f"{'goal':>8} {'mean return':>12} {'oracle':>7}")
-    for g, r, o in zip(goals, per_goal, oracle):
-        print(f"{str((int(g[0]), int(g[1]))):>8} {r:12.2f} {o:7d}")
-    print(f"{'all':>8} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
+    names = [env_spec(config).describe(g) for g in goals]
+    width = max(8, *map(len, names))
+    print(f"{'goal' if config['env'] == 'darkroom' else 'task':>{width}} {'mean return':>12} {'oracle':>7}")
+    for name, r, o in zip(names, per_goal, oracle):
+        print(f"{name:>{width}} {r:12.2f} {o:7d}")
+    print(f"{'all':>{width}} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
           f"   ({E * config['horizon']} steps in {seconds:.1f} s; last 10% of episodes: "
           f"{summary['mean_return_last_10pct']:.2f})")
     print(f"Wrote {out / EVAL_RESULT}, {EVAL_SUMMARY} and {EVAL_CURVE}")
@@ -169,13 +171,13 @@ def evaluate_run(run: Path, args) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--greedy', action='store_true', help='take the most likely action instead of sampling')
-    add_config_args(parser, overrides=False)
+    add_config_args(parser, overrides=False)  # --env: where to look for the latest run; a run knows its own
     parser.add_argument('items', nargs='*', metavar='RUN_DIR or KEY=VALUE')
     args = parse_args(parser)
     args.overrides = [a for a in args.items if '=' in a]
     runs = [Path(a) for a in args.items if '=' not in a]
     if not runs:
-        base = load_config(presets=presets_of(args))
+        base = load_config(presets=presets_of(args), env=args.env)
         for item in args.overrides:
             if item.startswith('runs_dir='):
                 parse_overrides(base, [item])

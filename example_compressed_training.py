@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import comparison as stats
-from config_schema import (COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, ConfigError, add_config_args, format_config,
-                           load_config, preset_flags, presets_of)
-from env import goal_split, start_position
+from config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MODEL_CONFIG, ConfigError, add_config_args,
+                           format_config, load_config, preset_flags, presets_of)
+from env import ENVS, task_split
 from history_file import dataset_path, ppo_source_curve
 from plots import plot_in_context_curves
 from run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir, eval_setting, run_dir,
@@ -53,11 +53,12 @@ class Plan:
     """The runs this invocation covers: every mode x training seed x goal split, with their configs."""
 
     def __init__(self, args):
-        self.presets, self.user = presets_of(args), list(args.overrides)
+        self.presets, self.user, self.env = presets_of(args), list(args.overrides), args.env
+        self.flags = preset_flags(self.presets) + (['--env', self.env] if self.env != DEFAULT_ENV else [])
         for key, option in (('seed', '--seeds'), ('env_split_seed', '--splits')):
             if any(o.split('=', 1)[0] == key for o in self.user) and getattr(args, option[2:]) is not None:
                 raise ConfigError(f"Both {option} and the override {key}=... choose the {key}; use one of them.")
-        base = load_config(presets=self.presets, overrides=self.user)  # bad overrides fail here, before any work
+        base = load_config(presets=self.presets, overrides=self.user, env=self.env)  # bad ones fail before any work
         self.seeds = args.seeds if args.seeds is not None else [base['seed']]
         self.splits = args.splits if args.splits is not None else [base['env_split_seed']]
         self.base = base
@@ -66,7 +67,7 @@ class Plan:
         return [f'seed={seed}', f'env_split_seed={split}', *self.user]
 
     def config(self, mode: str, seed: int, split: int):
-        return load_config(MODES[mode], self.presets, self.overrides(seed, split))
+        return load_config(MODES[mode], self.presets, self.overrides(seed, split), self.env)
 
     def pairs(self):
         return list(product(self.seeds, self.splits))
@@ -81,7 +82,7 @@ def collect(plan: Plan, timings: dict) -> None:
         print(f"\n=== collect: reusing the existing dataset '{path}'")
         timings['collect'] = None
         return
-    run_step('collect', ['collect.py', *preset_flags(plan.presets), *plan.user], timings)
+    run_step('collect', ['collect.py', *plan.flags, *plan.user], timings)
 
 
 def train(plan: Plan, timings: dict) -> None:
@@ -92,8 +93,7 @@ def train(plan: Plan, timings: dict) -> None:
             print(f"\n=== {title}: reusing the finished run '{run}'")
             timings[title] = None
             continue
-        run_step(title, ['train.py', '--config', MODES[mode], *preset_flags(plan.presets),
-                         *plan.overrides(seed, split)], timings)
+        run_step(title, ['train.py', '--config', MODES[mode], *plan.flags, *plan.overrides(seed, split)], timings)
 
 
 def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dict, Path]:
@@ -158,7 +158,8 @@ def quick_start_table(rows: dict) -> str:
     lines = ['| Metric | Standard AD | Compressed AD | Compressed / Standard |', '|---|---|---|---|',
              f"| Training speed (steps/s) | {cell(s, 'steps_per_s', 1)} | {cell(c, 'steps_per_s', 1)} | "
              f"{ratio('steps_per_s')} |",
-             f"| Peak memory (MiB, {kind}) | {cell(s, 'peak_mib', 0)} | {cell(c, 'peak_mib', 0)} | {ratio('peak_mib')} |",
+             f"| Peak memory (MiB, {kind}) | {cell(s, 'peak_mib', 0)} | {cell(c, 'peak_mib', 0)} | "
+             f"{ratio('peak_mib')} |",
              f"| Test accuracy (test/acc_action) | {cell(s, 'test_acc_action', 3)} | {cell(c, 'test_acc_action', 3)} | "
              f"{ratio('test_acc_action')} |",
              f"| Eval reward (mean ± std) | {s[0]['mean']:.2f} ± {s[0]['std']:.2f} | {c[0]['mean']:.2f} ± "
@@ -197,16 +198,17 @@ def aggregate(rows: dict) -> dict:
     return out
 
 
-def by_distance(rows: dict, grid_size: int) -> dict:
-    """Per mode and L1 distance of the goal from the start: the mean (last-10%) return over every run's goals at
-    that distance, with a bootstrap interval over those goal results."""
-    centre = start_position(grid_size)
+def by_distance(rows: dict, env: str, grid_size: int) -> dict:
+    """Per mode and length of the shortest path that solves a task (Dark Room: the goal's L1 distance from the
+    start): the mean (last-10%) return over every run's tasks of that length, with a bootstrap interval over
+    those task results."""
+    spec = ENVS[env]
     table = {}
     for mode, records in rows.items():
         per_distance: dict[int, list] = {}
         for r in records:
             for goal, value, last in zip(r['goals'], r['goal_mean'], r['goal_last10']):
-                d = abs(goal[0] - centre[0]) + abs(goal[1] - centre[1])
+                d = spec.distance(goal, grid_size)
                 per_distance.setdefault(d, []).append((value, last))
         table[mode] = {d: {'n': len(v), 'mean': stats.estimate([x for x, _ in v]),
                            'last10': stats.estimate([y for _, y in v])} for d, v in sorted(per_distance.items())}
@@ -229,7 +231,7 @@ def per_goal_table(rows: dict, split: int) -> str:
 def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) -> str:
     fmt = stats.format_estimate
     n = agg['n_runs']
-    command = ' '.join(['python example_compressed_training.py --mode all', *preset_flags(plan.presets),
+    command = ' '.join(['python example_compressed_training.py --mode all', *plan.flags,
                         *(['--seeds', *map(str, plan.seeds)] if len(plan.seeds) > 1 else []),
                         *(['--splits', *map(str, plan.splits)] if len(plan.splits) > 1 else []), *plan.user])
     parts = [f"# Standard vs compressed AD\n\nMeasured by `{command}` (training on {rows[BASELINE][0]['device']}; "
@@ -259,10 +261,12 @@ def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) ->
     for d in distances[BASELINE]:
         cells = [f"{fmt(distances[m][d]['mean'])} / {fmt(distances[m][d]['last10'])}" for m in MODES]
         lines.append(f"| {d} | {distances[BASELINE][d]['n']} | " + ' | '.join(cells) + ' |')
-    parts.append('Returns by the goal\'s L1 distance from the start (all held-out goals of every run):\n\n'
+    parts.append('Returns by the length of the shortest path that solves the task (Dark Room: the goal\'s L1 '
+                 'distance from the start), over all held-out tasks of every run:\n\n'
                  + '\n'.join(lines))
     first_split = plan.splits[0]
-    parts.append(f'Per goal, goal split {first_split} (mean over training seeds):\n\n{per_goal_table(rows, first_split)}')
+    parts.append(f'Per held-out task (goal), split {first_split}, mean over training seeds:\n\n'
+                 f'{per_goal_table(rows, first_split)}')
     if timings:
         stage = ['| Stage | Wall time |', '|---|---|'] + [
             f"| {title} | {'reused' if s is None else f'{s:.1f} s'} |" for title, s in timings.items()]
@@ -274,7 +278,7 @@ def curves_figure(plan: Plan, rows: dict, file: Path) -> None:
     bands = {f'{mode} AD': stats.curve_band([r['returns'].mean(0) for r in records])
              for mode, records in rows.items()}
     configs = [plan.base | {'env_split_seed': split} for split in plan.splits]
-    ppo = [ppo_source_curve(config, goal_split(config)[1]) for config in configs]
+    ppo = [ppo_source_curve(config, task_split(config)[1]) for config in configs]
     ppo = np.mean(ppo, axis=0) if all(c is not None for c in ppo) else None
     oracle = np.mean([r['oracle_mean'] for r in rows[BASELINE]])
     n = len(rows[BASELINE])
@@ -285,7 +289,7 @@ def curves_figure(plan: Plan, rows: dict, file: Path) -> None:
 def compare(plan: Plan, timings: dict) -> None:
     rows = gather(plan)
     agg = aggregate(rows)
-    distances = by_distance(rows, plan.base['grid_size'])
+    distances = by_distance(rows, plan.base['env'], plan.base['grid_size'])
     text = report(plan, rows, agg, distances, timings)
     runs_dir, figs_dir = Path(plan.base['runs_dir']), Path(plan.base['figs_dir'])
     atomic_write_text(runs_dir / 'comparison.md', text)

@@ -163,17 +163,22 @@ def env_groups(f: h5py.File) -> list[int]:
 def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed: bool) -> dict:
     """Check that the file fits the config before any training work. Returns facts about the file."""
     path = f.filename
+    stored = file_config(f)
+    for key in ('env', 'n_tasks', 'task_seed'):  # which tasks the file holds
+        if key in stored and stored[key] != config[key]:
+            raise UserError(f"Dataset '{path}' was collected with {key}={stored[key]!r} but the config has "
+                            f"{key}={config[key]!r}. Use {key}={stored[key]!r}, or collect for this config "
+                            f"('python collect.py --force' with the same options).")
     missing = [i for i in env_indices if str(i) not in f]
     if missing:
         raise UserError(f"Dataset '{path}' has no group for env indices {missing[:8]}"
-                        f"{' ...' if len(missing) > 8 else ''}. It was collected for another grid or split; "
+                        f"{' ...' if len(missing) > 8 else ''}. It was collected for another grid or other tasks; "
                         f"run 'python collect.py --force' with this config.")
     for i in env_indices:
         lacking = [name for name in ('states', 'actions', 'rewards') if name not in f[str(i)]]
         if lacking:
             raise UserError(f"Dataset '{path}': group '{i}' has no {', '.join(lacking)}. The file is incomplete or "
                             f"not a history file; run 'python collect.py --force' to write it again.")
-    stored = file_config(f)
     if stored.get('grid_size', config['grid_size']) != config['grid_size']:
         raise UserError(f"Dataset '{path}' was collected on a {stored['grid_size']}x{stored['grid_size']} grid "
                         f"but grid_size={config['grid_size']}. Use a matching grid_size or collect again.")
@@ -217,9 +222,18 @@ def episode_returns(rewards: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def rollout_returns(rewards: np.ndarray, n_steps: int, horizon: int) -> np.ndarray:
-    """Mean episode return in each PPO rollout: rewards (T, n_stream) -> (T // n_steps,)."""
-    per_rollout = rewards[: rewards.shape[0] - rewards.shape[0] % n_steps].reshape(-1, n_steps, rewards.shape[1])
-    return per_rollout.sum(1).mean(1) * horizon / n_steps
+    """Mean return of the episodes that end in each PPO rollout: rewards (T, n_stream) -> (T // n_steps,).
+
+    NaN for a rollout in which no episode ends (only when n_steps < horizon).
+    """
+    returns = episode_returns(rewards, horizon).mean(1)  # (episodes,)
+    rollout = (np.arange(1, len(returns) + 1) * horizon - 1) // n_steps  # the rollout each episode ends in
+    n_rollouts = rewards.shape[0] // n_steps
+    keep = rollout < n_rollouts
+    total = np.bincount(rollout[keep], weights=returns[keep], minlength=n_rollouts)
+    count = np.bincount(rollout[keep], minlength=n_rollouts)
+    with np.errstate(invalid='ignore'):
+        return total / count
 
 
 def ppo_source_curve(config: dict, test_idx: list[int]) -> np.ndarray | None:

@@ -20,7 +20,7 @@ from utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, re
 
 
 def read_config(args):
-    config = base_config()  # config/env/darkroom.yaml, then config/algorithm/ppo_darkroom.yaml
+    config = base_config(args.env)  # config/env/darkroom.yaml, then config/algorithm/ppo_darkroom.yaml
     config.update(get_config('./config/model/ad_dr.yaml'))  # the model config: edit this line or use --config
     if args.config is not None:
         config.update(get_config(args.config))

@@ -30,8 +30,8 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from config_schema import add_config_args, format_config, load_config, presets_of
-from env import ACTION_NAMES, all_goals, oracle_return
+from config_schema import add_config_args, config_from_args, format_config
+from env import ACTION_NAMES, ENVS, tasks_of
 from history_file import (MARK_CLOSE, MARK_OPEN, dataset_path, env_groups, file_config, find_regions, marker_problems,
                           no_markers_error, open_history, region_length, rollout_returns)
 from plots import save_figure
@@ -55,11 +55,18 @@ def episode_spans(dones: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, n
 NO_REGIONS = 'there are no regions to show'
 
 
-def group_goal(group, env_idx: int, grid_size: int) -> tuple[int, int]:
-    goal = group.attrs.get('goal')
-    if goal is None:
-        goal = all_goals(grid_size)[env_idx]
-    return int(goal[0]), int(goal[1])
+def file_env(f, config: dict) -> dict:
+    """The environment settings the file was collected with (its stored config; else the config's)."""
+    stored = file_config(f)
+    return {k: stored.get(k, config[k]) for k in ('env', 'grid_size', 'horizon')}
+
+
+def group_task(group, env_idx: int, env: dict) -> tuple[int, ...]:
+    """A group's task (Dark Room: its goal), from its attributes or, for older files, from its env index."""
+    task = group.attrs.get('goal')
+    if task is None:
+        task = tasks_of(env, [env_idx])[0]
+    return tuple(int(x) for x in task)
 
 
 def file_n_steps(f, config: dict) -> tuple[int, str]:
@@ -75,9 +82,12 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     groups = env_groups(f)
     if not groups:
         raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
+    if env_idx is None:
+        env_idx = groups[0]
     if str(env_idx) not in f:
-        raise UserError(f"--env_idx {env_idx} is not in '{path}', which holds env indices "
-                        f"{groups[0]}..{groups[-1]}. Pick one of those.")
+        held = f'{groups[0]}..{groups[-1]}' if len(groups) == groups[-1] - groups[0] + 1 else \
+            ', '.join(map(str, groups[:8])) + (' ...' if len(groups) > 8 else '')
+        raise UserError(f"--env_idx {env_idx} is not in '{path}', which holds env indices {held}. Pick one of those.")
     group = f[str(env_idx)]
     if 'compress_markers' not in group:
         raise no_markers_error(path, NO_REGIONS)
@@ -87,9 +97,9 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     if max_steps < 1:
         raise UserError(f"--max_steps must be at least 1, got {max_steps}.")
     n = min(max_steps, T)
-    stored = file_config(f)
-    grid_size = stored.get('grid_size', config['grid_size'])
-    goal = group_goal(group, env_idx, grid_size)
+    env = file_env(f, config)
+    grid_size, spec = env['grid_size'], ENVS[env['env']]
+    task = group_task(group, env_idx, env)
     read = lambda name: group[name][:n, stream]  # noqa: E731
     rewards, actions, dones, markers, states = (read(k) for k in ('rewards', 'actions', 'dones', 'compress_markers',
                                                                  'states'))
@@ -130,7 +140,8 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
         narrow = (b - a + 1) < 0.1 * n  # too narrow for the long label
         label = f'{b - a + 1}{note}' if narrow else f'region {k}: {b - a + 1}{note}'
         ax_mark.text((a + b) / 2, 1.45, label, ha='center', va='center', fontsize=8, clip_on=True)
-    ax_mark.set_title(f'Dark Room env {env_idx}, goal {goal}: stream {stream}, transitions 0..{n - 1} of {T}'
+    ax_mark.set_title(f'{spec.name} env {env_idx}, {spec.describe(task)}: stream {stream}, transitions 0..{n - 1} '
+                      f'of {T}'
                       + f'  |  PPO rollouts of n_steps = {n_steps} transitions')
 
     ax_rew.fill_between(t, rewards, step='mid', color='tab:orange', alpha=0.8, zorder=3)
@@ -147,8 +158,9 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
 
     ax_pos.step(t, states[:, 0], where='mid', color='tab:brown', lw=1.1, label='row', zorder=3)
     ax_pos.step(t, states[:, 1], where='mid', color='tab:cyan', lw=1.1, label='col', zorder=3)
-    ax_pos.axhline(goal[0], color='tab:brown', ls='--', lw=1, zorder=3)
-    ax_pos.axhline(goal[1], color='tab:cyan', ls='--', lw=1, zorder=3)
+    for (row, col), style in zip(np.reshape(task, (-1, 2)), ('--', ':')):  # the goal; or the key, then the door
+        ax_pos.axhline(row, color='tab:brown', ls=style, lw=1, zorder=3)
+        ax_pos.axhline(col, color='tab:cyan', ls=style, lw=1, zorder=3)
     ax_pos.set_ylim(-0.5, grid_size - 0.5)
     ax_pos.set_ylabel('position')
     ax_pos.set_xlabel('transition t of the stream')
@@ -161,8 +173,8 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
                Patch(color='tab:orange', label='reward'),
                Line2D([], [], color='tab:purple', lw=2, label='episode return'),
                Line2D([], [], color='tab:blue', marker='o', ls='', ms=3, label='action'),
-               Line2D([], [], color='tab:brown', label='row (dashed: goal row)'),
-               Line2D([], [], color='tab:cyan', label='col (dashed: goal col)')]
+               Line2D([], [], color='tab:brown', label='row (dashed: goal or key row; dotted: door row)'),
+               Line2D([], [], color='tab:cyan', label='col (dashed: goal or key col; dotted: door col)')]
     if len(bad):
         handles.append(Line2D([], [], color='k', marker='X', ls='', ms=8,
                               label=f'misplaced/missing marker (not on {n_steps}-step boundary)'))
@@ -172,7 +184,8 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     save_figure(fig, file)
 
     lengths = region_end - opens + 1
-    print(f"env {env_idx} goal {goal} stream {stream}: {len(opens)} <compress> and {len(closes)} </compress> in "
+    print(f"env {env_idx} {spec.describe(task)} stream {stream}: {len(opens)} <compress> and {len(closes)} "
+          f"</compress> in "
           f"transitions 0..{n - 1}; region lengths {', '.join(map(str, lengths[:12]))}"
           f"{' ...' if len(lengths) > 12 else ''}; {int(dones.sum())} episode ends.")
     for step, exp, found in bad[:MAX_PROBLEMS_SHOWN]:
@@ -192,8 +205,8 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
     lacking = [i for i in groups if 'compress_markers' not in f[str(i)]]
     if lacking:
         raise no_markers_error(path, NO_REGIONS)
-    stored = file_config(f)
-    grid_size, horizon = stored.get('grid_size', config['grid_size']), stored.get('horizon', config['horizon'])
+    env = file_env(f, config)
+    spec, grid_size, horizon = ENVS[env['env']], env['grid_size'], env['horizon']
     n_steps, source = file_n_steps(f, config)
     print(f"Dataset {path}: {len(groups)} envs; n_steps = {n_steps} (from {source}).")
 
@@ -207,8 +220,8 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
         per_stream = np.bincount(stream, minlength=S)
         lengths = b - a + 1
         bad = marker_problems(markers, n_steps)
-        goal = group_goal(group, i, grid_size)
-        rows.append((i, goal, S, T, per_stream.min(), per_stream.max(), lengths.min(initial=T), lengths.max(initial=0),
+        task = group_task(group, i, env)
+        rows.append((i, task, S, T, per_stream.min(), per_stream.max(), lengths.min(initial=T), lengths.max(initial=0),
                      len(bad), curve[0] if len(curve) else np.nan, curve[-1] if len(curve) else np.nan))
         curves.append(curve)
         all_lengths.append(lengths)
@@ -217,11 +230,12 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
         if T % n_steps:
             incomplete.append((i, T))
 
-    print(f"\n{'env':>4} {'goal':>7} {'streams':>7} {'T':>6} {'regions/stream':>14} {'len min':>7} {'len max':>7} "
-          f"{'bad':>5} {'return first':>12} {'return last':>11}")
-    for i, goal, S, T, rmin, rmax, lmin, lmax, nbad, first, last in rows:
+    width = 7 if spec.task_dim == 2 else 11
+    print(f"\n{'env':>4} {'task':>{width}} {'streams':>7} {'T':>6} {'regions/stream':>14} {'len min':>7} "
+          f"{'len max':>7} {'bad':>5} {'return first':>12} {'return last':>11}")
+    for i, task, S, T, rmin, rmax, lmin, lmax, nbad, first, last in rows:
         regions = f'{rmin}' if rmin == rmax else f'{rmin}-{rmax}'
-        print(f"{i:>4} {str(goal).replace(' ', ''):>7} {S:>7} {T:>6} {regions:>14} {lmin:>7} {lmax:>7} {nbad:>5} "
+        print(f"{i:>4} {str(task).replace(' ', ''):>{width}} {S:>7} {T:>6} {regions:>14} {lmin:>7} {lmax:>7} {nbad:>5} "
               f"{first:>12.2f} {last:>11.2f}")
 
     lengths = np.concatenate(all_lengths)
@@ -229,7 +243,7 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
     n_regions = len(lengths)
     n_curve = min(len(c) for c in curves)
     curve = np.stack([c[:n_curve] for c in curves])  # (n_env, n_regions)
-    oracle = np.mean([oracle_return(g, grid_size, horizon) for _, g, *_ in rows])
+    oracle = np.mean([spec.oracle_return(task, grid_size, horizon) for _, task, *_ in rows])
     span = f'{lengths.min()}..{lengths.max()}' if n_regions else 'none'
     print(f"\nTotal: {len(groups)} envs, {n_streams} streams, {n_regions} complete regions; region lengths "
           f"{span} (n_steps = {n_steps}); {n_bad} misplaced or "
@@ -301,7 +315,7 @@ def plot_analysis(curve: np.ndarray, oracle: float, lengths: np.ndarray, envs: n
 # ----------------------------------------------------------------------------- CLI
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--env_idx', type=int, default=0, help='env (goal) index to plot (default 0)')
+    parser.add_argument('--env_idx', type=int, help='env (goal) index to plot (default: the first in the file, 0)')
     parser.add_argument('--max_steps', type=int, default=500, help='plot the first M transitions (default 500)')
     parser.add_argument('--stream', type=int, default=0, help='which parallel PPO stream to plot (default 0)')
     parser.add_argument('--dataset', help='history file (default: the config\'s datasets_dir/history_...hdf5)')
@@ -309,7 +323,7 @@ def main():
     parser.add_argument('--out_dir', help='where figures go (default: the figs_dir key, figs/)')
     add_config_args(parser)
     args = parse_args(parser)
-    config = load_config(presets=presets_of(args), overrides=args.overrides)
+    config = config_from_args(args)
     if args.print_config:
         print(format_config(config))
         return 0

@@ -1,1 +1,1 @@
-"""The PPO source: a numpy VecEnv for Dark Room, the history-logging callback and one learner per goal."""
+"""The PPO source: a numpy VecEnv for SB3, the history-logging callback and one learner per task."""

@@ -1,4 +1,5 @@
-"""One stable-baselines3 PPO learner per Dark Room goal, with its whole learning history recorded.
+"""One stable-baselines3 PPO learner per task (a Dark Room goal, a Key-to-Door key and door), with its whole
+learning history recorded.
 
 ``HistoryLogger`` is an SB3 callback: ``_on_step`` copies the transition of every stream, and
 ``_on_rollout_start`` / ``_on_rollout_end`` mark the first and last transition of each PPO rollout
@@ -13,7 +14,8 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from algorithm.vec_env import DarkRoomVecEnv
+from algorithm.vec_env import GridVecEnv
+from env import env_spec
 from history_file import MARK_CLOSE, MARK_NONE, MARK_OPEN
 
 
@@ -74,9 +76,9 @@ def make_ppo(env, config: dict, seed: int, tensorboard_log: str | None = None) -
         tensorboard_log=tensorboard_log)
 
 
-def learn_goal(goal, config: dict, seed: int, tensorboard_log: str | None = None) -> dict[str, np.ndarray]:
-    """Train PPO on one goal from scratch; return its history (time-major arrays, T = rollouts * n_steps)."""
-    env = DarkRoomVecEnv(goal, config['n_stream'], config['grid_size'], config['horizon'])
+def learn_task(task, config: dict, seed: int, tensorboard_log: str | None = None) -> dict[str, np.ndarray]:
+    """Train PPO on one task from scratch; return its history (time-major arrays, T = rollouts * n_steps)."""
+    env = GridVecEnv(env_spec(config), task, config['n_stream'], config['grid_size'], config['horizon'])
     model = make_ppo(env, config, seed, tensorboard_log)
     logger = HistoryLogger()
     total = rollouts_needed(config) * config['n_steps'] * config['n_stream']

@@ -33,7 +33,7 @@ once. After each row the remaining time is estimated from the rows so far. Per r
 
 Then the ratios compressed / standard at the equal batch size. ``--json FILE`` writes the rows.
 
-``--collect`` measures PPO collection instead: ``algorithm.ppo.learn_goal`` on 2 goals with the PPO
+``--collect`` measures PPO collection instead: ``algorithm.ppo.learn_task`` on 2 tasks with the PPO
 config (one torch thread) and reports seconds per goal per core.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ import torch
 
 from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, load_config
 from dataset import WindowSampler
-from env import all_goals, goal_split
+from env import task_indices, task_split, tasks_of
 from model import build_model
 from model.rollout import InContextRollout
 from model.training import make_optimizer, make_scheduler, train_step
@@ -101,10 +101,9 @@ def row_specs(args) -> list[dict]:
 def make_sampler(config, device, quick: bool) -> WindowSampler:
     """Training windows from synthetic histories of training goals, resident on ``device``."""
     n_goals, n_stream, n_regions = QUICK_DATA if quick else DATA
-    train_idx, _ = goal_split(config)
-    goals = all_goals(config['grid_size'])[train_idx[:n_goals]]
+    train_idx, _ = task_split(config)
     R = config['compress_interval']
-    streams = synthetic_streams(goals, n_stream, n_regions * R, R, config['grid_size'], config['horizon'])
+    streams = synthetic_streams(config, tasks_of(config, train_idx[:n_goals]), n_stream, n_regions * R, R)
     return WindowSampler(streams, config, device)
 
 
@@ -143,8 +142,8 @@ def eval_warmup_steps(config) -> int:
 
 def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
     """(env steps per second, rows) of a cached in-context rollout on EVAL_GOALS x EVAL_STREAMS."""
-    _, test_idx = goal_split(config)
-    goals = np.resize(all_goals(config['grid_size'])[test_idx], (EVAL_GOALS, 2))
+    _, test_idx = task_split(config)
+    goals = tasks_of(config, np.resize(test_idx, EVAL_GOALS))
     rows = torch.as_tensor(np.repeat(goals, EVAL_STREAMS, axis=0), device=device)
     rollout = InContextRollout(model, config, rows, compress_trigger='fixed', seed=config['eval_seed'])
     for _ in range(eval_warmup_steps(config)):
@@ -272,16 +271,15 @@ def format_ratios(rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- PPO collection
 def measure_collect(args) -> dict:
-    """Seconds per goal of ``learn_goal`` on one core (single torch thread), over COLLECT_GOALS goals."""
-    from algorithm.ppo import learn_goal, rollouts_needed, set_single_thread
+    """Seconds per task of ``learn_task`` on one core (single torch thread), over COLLECT_GOALS tasks."""
+    from algorithm.ppo import learn_task, rollouts_needed, set_single_thread
     config = load_config(presets=[p for p in args.presets if p == 'quick'], overrides=args.overrides)
     set_single_thread()
-    train_idx, _ = goal_split(config)
-    goals = all_goals(config['grid_size'])
+    train_idx, _ = task_split(config)
     seconds = []
-    for idx in train_idx[:COLLECT_GOALS]:
+    for idx, task in zip(train_idx[:COLLECT_GOALS], tasks_of(config, train_idx[:COLLECT_GOALS])):
         start = time.perf_counter()
-        learn_goal(goals[idx], config, seed=config['alg_seed'] + idx, tensorboard_log=None)
+        learn_task(task, config, seed=config['alg_seed'] + idx, tensorboard_log=None)
         seconds.append(time.perf_counter() - start)
     per_goal = float(np.mean(seconds))
     transitions = rollouts_needed(config) * config['n_steps'] * config['n_stream']
@@ -290,7 +288,7 @@ def measure_collect(args) -> dict:
             'transitions_per_goal': transitions, 'env_steps_per_s_per_core': transitions / per_goal,
             'n_stream': config['n_stream'], 'n_steps': config['n_steps'], 'ppo_n_epochs': config['ppo_n_epochs'],
             'ppo_batch_size': config['ppo_batch_size'], 'cores': cores,
-            'estimated_full_collect_s': per_goal * len(goals) / cores,
+            'estimated_full_collect_s': per_goal * len(task_indices(config)) / cores,
             'device': 'cpu', 'device_name': device_name(torch.device('cpu')), 'threads': 1, 'presets': args.presets,
             **provenance()}
 

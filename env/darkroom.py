@@ -1,4 +1,4 @@
-"""Dark Room dynamics, goals, the train/test split and the oracle return.
+"""Dark Room: dynamics (numpy and torch share one step function), goals, the oracle return and its gymnasium env.
 
 The agent starts at the centre of a ``grid_size`` x ``grid_size`` grid and sees only its own position
 (row, col). Actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay; positions are clipped to the grid.
@@ -10,8 +10,6 @@ arrays and torch tensors share, so the gymnasium env, the numpy VecEnv used by P
 torch env used by the evaluator cannot drift apart.
 """
 from __future__ import annotations
-
-import random
 
 import gymnasium as gym
 import numpy as np
@@ -37,26 +35,21 @@ def start_position(grid_size: int) -> tuple[int, int]:
     return grid_size // 2, grid_size // 2
 
 
-def all_goals(grid_size: int) -> np.ndarray:
-    """Goal of env index i is (i // grid_size, i % grid_size): (grid_size**2, 2) int64."""
-    idx = np.arange(grid_size * grid_size)
-    return np.stack([idx // grid_size, idx % grid_size], axis=1)
+def goal_of(env_idx, grid_size: int) -> np.ndarray:
+    """Env indices (...,) -> goals (..., 2) int64: env index i has goal (i // grid_size, i % grid_size)."""
+    env_idx = np.asarray(env_idx, dtype=np.int64)
+    return np.stack([env_idx // grid_size, env_idx % grid_size], axis=-1)
 
 
-def split_env_indices(n_envs: int, env_split_seed: int, train_env_ratio: float) -> tuple[list[int], list[int]]:
-    """Shuffle env indices with Python's ``random`` and cut: (train indices, test indices)."""
-    order = list(range(n_envs))
-    random.seed(env_split_seed)
-    random.shuffle(order)
-    n_train = round(n_envs * train_env_ratio)
-    return order[:n_train], order[n_train:]
+def goal_distance(goal, grid_size: int) -> int:
+    """L1 distance of the goal from the start (the centre)."""
+    centre = start_position(grid_size)
+    return abs(int(goal[0]) - centre[0]) + abs(int(goal[1]) - centre[1])
 
 
 def oracle_return(goal, grid_size: int, horizon: int) -> int:
     """Return of the agent that walks straight to a known goal: it is rewarded from the step it arrives."""
-    centre = start_position(grid_size)
-    distance = abs(int(goal[0]) - centre[0]) + abs(int(goal[1]) - centre[1])
-    return max(0, horizon - max(distance, 1) + 1)
+    return max(0, horizon - max(goal_distance(goal, grid_size), 1) + 1)
 
 
 class DarkRoomEnv(gym.Env):

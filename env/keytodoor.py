@@ -51,12 +51,22 @@ def step_states(state, actions, tasks, moves, grid_size: int):
     return new_state, got_key + opened
 
 
-def oracle_return(task, grid_size: int, horizon: int) -> int:
-    """Return of the agent that walks straight to the known key, then to the door."""
+def _legs(task, grid_size: int) -> tuple[int, int]:
+    """Steps from the start to the key (at least 1: the key counts when stepped onto) and from key to door."""
     start = start_position(grid_size)
     to_key = abs(int(task[0]) - start[0]) + abs(int(task[1]) - start[1])
-    to_door = abs(int(task[2]) - int(task[0])) + abs(int(task[3]) - int(task[1]))
-    return int(max(to_key, 1) <= horizon) + int(max(to_key, 1) + to_door <= horizon)
+    return max(to_key, 1), abs(int(task[2]) - int(task[0])) + abs(int(task[3]) - int(task[1]))
+
+
+def path_length(task, grid_size: int) -> int:
+    """Steps of the shortest path from the start through the key to the door."""
+    return sum(_legs(task, grid_size))
+
+
+def oracle_return(task, grid_size: int, horizon: int) -> int:
+    """Return of the agent that walks straight to the known key, then to the door."""
+    to_key, to_door = _legs(task, grid_size)
+    return int(to_key <= horizon) + int(to_key + to_door <= horizon)
 
 
 class DarkKeyToDoorEnv(gym.Env):

@@ -4,7 +4,7 @@ Training windows (``dataset.py``) and in-context evaluation (``model/rollout.py`
 sequences through this module, so the two can never disagree.
 
 One token per environment step t holds what the agent knows *before* acting at t:
-the state s_t, the previous action a_{t-1} and the previous reward r_{t-1} (``NO_ACTION`` and 0 at the
+the observation s_t, the previous action a_{t-1} and the previous reward r_{t-1} (``NO_ACTION`` and 0 at the
 first step of a stream). Its target is a_t, so a causal model predicts every action of its context
 without seeing it: a window of L transitions gives L training targets.
 
@@ -28,21 +28,27 @@ def no_action(num_actions: int) -> int:
     return num_actions
 
 
-def cell_index(states: torch.Tensor, grid_size: int) -> torch.Tensor:
-    """states (..., 2) (row, col) -> (...) flat cell index row * grid_size + col."""
-    return states[..., 0].long() * grid_size + states[..., 1].long()
+def obs_index(states: torch.Tensor, obs_sizes: tuple[int, ...]) -> torch.Tensor:
+    """states (..., k) -> (...) one index per observation, mixed-radix over ``obs_sizes`` (k components).
+
+    Dark Room: (row, col) -> row * grid_size + col. The model splits the index back into its components.
+    """
+    index = torch.zeros_like(states[..., 0], dtype=torch.long)
+    for i, size in enumerate(obs_sizes):
+        index = index * size + states[..., i].long()
+    return index
 
 
-def stream_tokens(states, actions, rewards, grid_size: int, num_actions: int) -> dict[str, torch.Tensor]:
+def stream_tokens(states, actions, rewards, obs_sizes: tuple[int, ...], num_actions: int) -> dict[str, torch.Tensor]:
     """Token fields of whole streams. states (..., T, 2), actions/rewards (..., T) -> dict of (..., T) tensors.
 
-    ``cell``, ``prev_action``, ``prev_reward`` make the token; ``action`` is its target.
+    ``obs``, ``prev_action``, ``prev_reward`` make the token; ``action`` is its target.
     """
     actions = actions.long()
     first_action = torch.full_like(actions[..., :1], no_action(num_actions))
     prev_action = torch.cat([first_action, actions[..., :-1]], dim=-1)
     prev_reward = torch.cat([torch.zeros_like(rewards[..., :1]), rewards[..., :-1]], dim=-1).float()
-    return {'cell': cell_index(states, grid_size), 'prev_action': prev_action,
+    return {'obs': obs_index(states, obs_sizes), 'prev_action': prev_action,
             'prev_reward': prev_reward, 'action': actions}
 
 

@@ -27,7 +27,7 @@ def ad_losses(model, batch: dict[str, torch.Tensor], token_type_weight: float = 
     (+ ``token_type_weight`` x next-token-type cross-entropy over every position in compressed mode).
     With ``with_metrics``: ``acc_action`` and balanced ``acc_token_type`` too.
     """
-    action_logits, type_logits = model(batch['types'], batch['cell'], batch['prev_action'], batch['prev_reward'])
+    action_logits, type_logits = model(batch['types'], batch['obs'], batch['prev_action'], batch['prev_reward'])
     A = action_logits.shape[-1]
     out = {'loss_action': F.cross_entropy(action_logits.reshape(-1, A).float(), batch['action'].reshape(-1),
                                           ignore_index=IGNORE, label_smoothing=label_smoothing)}

@@ -1,4 +1,4 @@
-"""In-context rollouts of a trained AD model in the batched torch Dark Room, with a KV cache.
+"""In-context rollouts of a trained AD model in its batched torch environment, with a KV cache.
 
 The context of every row is kept explicitly as token fields (B, max_len), laid out as in training
 (``model.layout``):
@@ -20,28 +20,32 @@ from __future__ import annotations
 
 import torch
 
-from env.torch_darkroom import BatchedDarkRoom
-from model.layout import (CLOSE, FIRST_TRANSITION, OPEN, TRANSITION, cell_index, kept_region_markers, no_action,
+from env import env_spec
+from env.batched import BatchedEnv
+from model.layout import (CLOSE, FIRST_TRANSITION, OPEN, TRANSITION, kept_region_markers, no_action, obs_index,
                           region_prefix_len)
 from model.transformer import ADTransformer, KVCache
 from utils import autocast
 
-FIELDS = ('types', 'cell', 'prev_action', 'prev_reward')
+FIELDS = ('types', 'obs', 'prev_action', 'prev_reward')
 
 
 class InContextRollout:
-    """``B`` rollouts (one per row of ``goals`` (B, 2)) of ``model`` acting from its context alone."""
+    """``B`` rollouts (one per row of ``tasks`` (B, task_dim); Dark Room: goals) of ``model`` acting from its
+    context alone."""
 
-    def __init__(self, model: ADTransformer, config: dict, goals: torch.Tensor, greedy: bool = False,
+    def __init__(self, model: ADTransformer, config: dict, tasks: torch.Tensor, greedy: bool = False,
                  compress_trigger: str = 'fixed', use_cache: bool = True, seed: int = 0):
         self.model, self.config = model.eval(), config
-        self.device = goals.device
-        self.B = goals.shape[0]
+        self.device = tasks.device
+        self.B = tasks.shape[0]
         self.compressed = config['use_compressed_context']
         self.R = config['compress_interval']
         self.n_transit = config['n_transit']
         self.greedy, self.trigger, self.use_cache = greedy, compress_trigger, use_cache
-        self.env = BatchedDarkRoom(goals, config['grid_size'], config['horizon'])
+        spec = env_spec(config)
+        self.env = BatchedEnv(spec, tasks, config['grid_size'], config['horizon'])
+        self.obs_sizes = spec.obs_sizes(config['grid_size'])
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
         bf16 = config['bf16'] and self.device.type == 'cuda'
@@ -52,7 +56,7 @@ class InContextRollout:
                                    device=self.device) for f in FIELDS}
         self.rows = torch.arange(self.B, device=self.device)
         self.t = 0  # transitions appended so far (= env steps started): all rows step in lock-step
-        self.pos = self.env.reset()
+        self.state = self.env.reset()
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
         self._closed: list[torch.Tensor] = []  # lengths of the closed regions, one tensor per close event
@@ -148,7 +152,7 @@ class InContextRollout:
     def step(self):
         """One environment step for every row. Returns (reward (B,), episode_done: bool, action_logits (B, A))."""
         token = {'types': torch.full((self.B,), TRANSITION, device=self.device),
-                 'cell': cell_index(self.pos, self.config['grid_size']),
+                 'obs': obs_index(self.state, self.obs_sizes),
                  'prev_action': self.prev_action, 'prev_reward': self.prev_reward}
         slid = self._append(token)
         with self.autocast:
@@ -161,9 +165,9 @@ class InContextRollout:
             action = action_logits.argmax(-1)
         else:
             action = torch.multinomial(torch.softmax(action_logits, -1), 1, generator=self.gen).squeeze(1)
-        next_pos, reward, done = self.env.step(action)
+        next_state, reward, done = self.env.step(action)
         self.prev_action, self.prev_reward = action, reward
-        self.pos = self.env.reset() if done else next_pos
+        self.state = self.env.reset() if done else next_state
         if self.compressed:
             with self.autocast:
                 self._maybe_close_regions(type_logits)

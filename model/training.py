@@ -40,7 +40,7 @@ def train_step(net, model, batch, optimizer, scheduler, config, with_metrics: bo
 
     Returns the losses (device tensors; no host sync here).
     """
-    device = batch['cell'].device
+    device = batch['obs'].device
     with autocast(device, config['bf16']):
         losses = ad_losses(net, batch, config['token_type_loss_weight'], config['label_smoothing'],
                            with_metrics=with_metrics)
@@ -59,7 +59,7 @@ def evaluate_batches(model, batches: list[dict], config) -> dict[str, float]:
     model.eval()
     sums: dict[str, float] = {}
     for batch in batches:
-        with autocast(batch['cell'].device, config['bf16']):
+        with autocast(batch['obs'].device, config['bf16']):
             out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v)

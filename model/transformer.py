@@ -13,12 +13,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from env import env_spec
 from model.layout import N_TOKEN_TYPES, TRANSITION, max_context_len
 
 
 @dataclass
 class ModelConfig:
-    grid_size: int
+    obs_sizes: tuple[int, ...]  # sizes of the observation's components, e.g. (row, col) = (9, 9)
     num_actions: int
     n_embd: int
     n_layer: int
@@ -30,7 +31,8 @@ class ModelConfig:
 
     @classmethod
     def from_config(cls, c: dict) -> 'ModelConfig':
-        return cls(grid_size=c['grid_size'], num_actions=c['num_actions'], n_embd=c['tf_n_embd'],
+        return cls(obs_sizes=tuple(env_spec(c).obs_sizes(c['grid_size'])), num_actions=c['num_actions'],
+                   n_embd=c['tf_n_embd'],
                    n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
                    dropout=c['tf_dropout'], max_len=max_context_len(c), compressed=c['use_compressed_context'])
 
@@ -101,7 +103,8 @@ class ADTransformer(nn.Module):
     """Tokens in, action logits (and token-type logits in compressed mode) out, at every position.
 
     A token is given by four (B, L) tensors: ``types`` (0 transition, 1 <compress>, 2 </compress>),
-    ``cell`` (state index), ``prev_action`` (num_actions = none) and ``prev_reward`` (float); marker
+    ``obs`` (observation index, ``layout.obs_index``), ``prev_action`` (num_actions = none) and ``prev_reward``
+    (float); marker
     positions ignore the last three.
     """
 
@@ -109,7 +112,9 @@ class ADTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.n_embd
-        self.cell_emb = nn.Embedding(cfg.grid_size ** 2, D)
+        # one table per observation component (row, column, ...), summed: what the model learns about a row or a
+        # column carries over to cells it never saw as goals, which a table of whole cells cannot do
+        self.obs_emb = nn.ModuleList(nn.Embedding(size, D) for size in cfg.obs_sizes)
         self.action_emb = nn.Embedding(cfg.num_actions + 1, D)
         self.reward_emb = nn.Linear(1, D, bias=False)
         self.type_emb = nn.Embedding(N_TOKEN_TYPES, D)  # rows 1 and 2 are the learned marker embeddings
@@ -128,10 +133,18 @@ class ADTransformer(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def embed(self, types, cell, prev_action, prev_reward, positions):
+    def embed_obs(self, obs):
+        """(B, L) observation indices -> (B, L, D): the sum of the components' embeddings."""
+        out = 0
+        for size, table in zip(reversed(self.cfg.obs_sizes), reversed(self.obs_emb)):
+            out = out + table(obs % size)
+            obs = obs // size
+        return out
+
+    def embed(self, types, obs, prev_action, prev_reward, positions):
         """(B, L) fields -> (B, L, D)."""
         is_transition = (types == TRANSITION).unsqueeze(-1)
-        content = self.cell_emb(cell) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
+        content = self.embed_obs(obs) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
         return self.type_emb(types) + torch.where(is_transition, content, 0) + self.pos_emb(positions)
 
     def _heads(self, h):
@@ -139,25 +152,25 @@ class ADTransformer(nn.Module):
         type_logits = self.type_head(h) if self.type_head is not None else None
         return self.action_head(h), type_logits
 
-    def forward(self, types, cell, prev_action, prev_reward, kv_out: list | None = None):
+    def forward(self, types, obs, prev_action, prev_reward, kv_out: list | None = None):
         """Full causal pass over (B, L) tokens at positions 0..L-1.
 
         Returns (action_logits (B, L, A), type_logits (B, L, 3) or None). With ``kv_out`` (a list), the
         keys and values of every layer are appended to it, for filling a ``KVCache``.
         """
         positions = torch.arange(types.shape[1], device=types.device)
-        x = self.drop(self.embed(types, cell, prev_action, prev_reward, positions))
+        x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions))
         for block in self.blocks:
             x = block(x, kv_out)
         return self._heads(x)
 
     @torch.no_grad()
-    def decode(self, types, cell, prev_action, prev_reward, cache: KVCache):
+    def decode(self, types, obs, prev_action, prev_reward, cache: KVCache):
         """Append one token per row (fields (B,)) at position ``cache.length`` and advance it.
 
         Returns (action_logits (B, A), type_logits (B, 3) or None).
         """
-        fields = [t[:, None] for t in (types, cell, prev_action, prev_reward)]
+        fields = [t[:, None] for t in (types, obs, prev_action, prev_reward)]
         x = self.embed(*fields, positions=cache.length[:, None])
         for i, block in enumerate(self.blocks):
             x = block.decode(x, i, cache)
@@ -166,7 +179,7 @@ class ADTransformer(nn.Module):
         return action_logits, type_logits
 
     @torch.no_grad()
-    def prefill(self, types, cell, prev_action, prev_reward, cache: KVCache, rows: torch.Tensor,
+    def prefill(self, types, obs, prev_action, prev_reward, cache: KVCache, rows: torch.Tensor,
                 lengths: torch.Tensor):
         """Encode (n, P) token prefixes from position 0 into the cache rows ``rows`` (n,).
 
@@ -174,7 +187,7 @@ class ADTransformer(nn.Module):
         Returns the logits at each row's last valid position: ((n, A), (n, 3) or None).
         """
         kv: list = []
-        action_logits, type_logits = self.forward(types, cell, prev_action, prev_reward, kv_out=kv)
+        action_logits, type_logits = self.forward(types, obs, prev_action, prev_reward, kv_out=kv)
         P = types.shape[1]
         for layer, (k, v) in enumerate(kv):
             cache.k[layer, rows, :, :P] = k.to(cache.k.dtype)

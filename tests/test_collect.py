@@ -8,10 +8,11 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import collect
 from algorithm.ppo import HistoryLogger, make_ppo, rollouts_needed
-from algorithm.vec_env import DarkRoomVecEnv
-from tests.helpers import assert_user_error, run_script
+from algorithm.vec_env import GridVecEnv
 from config_schema import load_config
+from env import ENVS
 from history_file import dataset_path
+from tests.helpers import assert_user_error, run_script
 from utils import UserError
 
 TINY_COLLECT = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1']
@@ -35,14 +36,16 @@ class BufferSnapshots(BaseCallback):
         self.starts.append(buf.episode_starts.copy())
 
 
-def test_markers_sit_on_sb3_rollout_buffer_boundaries():
-    config = load_config(overrides=['n_stream=3', 'n_steps=30', 'train_source_timesteps=100', 'ppo_batch_size=30',
-                                    'ppo_n_epochs=1'])
-    env = DarkRoomVecEnv((1, 7), config['n_stream'], config['grid_size'], config['horizon'])
-    model = make_ppo(env, config, seed=0)
+@pytest.mark.parametrize('env, task', [('darkroom', (1, 7)), ('darkkeytodoor', (4, 6, 2, 2))])
+def test_markers_sit_on_sb3_rollout_buffer_boundaries(env, task):
+    config = load_config(env=env, overrides=['n_stream=3', 'n_steps=30', 'train_source_timesteps=100',
+                                             'ppo_batch_size=30', 'ppo_n_epochs=1', 'horizon=20'])
+    vec_env = GridVecEnv(ENVS[env], task, config['n_stream'], config['grid_size'], config['horizon'])
+    model = make_ppo(vec_env, config, seed=0)
     logger, snaps = HistoryLogger(), BufferSnapshots()
     n_rollouts = rollouts_needed(config)
-    model.learn(total_timesteps=n_rollouts * config['n_steps'] * config['n_stream'], callback=CallbackList([logger, snaps]))
+    model.learn(total_timesteps=n_rollouts * config['n_steps'] * config['n_stream'],
+                callback=CallbackList([logger, snaps]))
     h = logger.history()
     n = config['n_steps']
     assert len(snaps.obs) == n_rollouts == 4 and h['actions'].shape == (n_rollouts * n, config['n_stream'])
@@ -56,8 +59,8 @@ def test_markers_sit_on_sb3_rollout_buffer_boundaries():
     # region boundaries (n=30) do not coincide with episode boundaries (horizon=20): markers follow PPO, not episodes
     assert h['dones'][19].all() and not h['dones'][29].any()
     # next_states are the positions reached, also on the last step of an episode
-    moved = h['states'] + np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]])[h['actions']]
-    np.testing.assert_array_equal(h['next_states'], moved.clip(0, 8))
+    moved = h['states'][..., :2] + np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [0, 0]])[h['actions']]
+    np.testing.assert_array_equal(h['next_states'][..., :2], moved.clip(0, 8))
 
 
 def test_collect_writes_the_spec_layout_and_refuses_to_overwrite(tmp_path, workdir):
@@ -79,7 +82,7 @@ def test_collect_writes_the_spec_layout_and_refuses_to_overwrite(tmp_path, workd
                                    ('dones', (T, 2), np.bool_), ('compress_markers', (T, 2), np.int32)]:
             assert g[name].shape == shape and g[name].dtype == dtype, name
         assert (g['compress_markers'][::20] == 1).all() and (g['compress_markers'][19::20] == 2).all()
-    assert (tmp_path / 'ppo' / 'goal40').is_dir()  # PPO's own learning curves
+    assert (tmp_path / 'ppo' / 'task40').is_dir()  # PPO's own learning curves
     digest = hashlib.md5(path.read_bytes()).hexdigest()
     proc = run_script('collect.py', *TINY_COLLECT, *workdir)
     assert_user_error(proc, 'already exists', '--force')
@@ -88,13 +91,13 @@ def test_collect_writes_the_spec_layout_and_refuses_to_overwrite(tmp_path, workd
 
 def _fail_on_goal(bad_goal, exc):
     import algorithm.ppo
-    real = algorithm.ppo.learn_goal
+    real = algorithm.ppo.learn_task
 
-    def learn_goal(goal, config, seed, tensorboard_log=None):
+    def learn_task(goal, config, seed, tensorboard_log=None):
         if tuple(goal) == bad_goal:
             raise exc
         return real(goal, config, seed, None)
-    return learn_goal
+    return learn_task
 
 
 @pytest.mark.parametrize('exc', [RuntimeError('boom'), KeyboardInterrupt()])
@@ -104,13 +107,13 @@ def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir,
     path = dataset_path(config)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'previous dataset')  # --force must not lose it when the new collect fails
-    monkeypatch.setattr(algorithm.ppo, 'learn_goal', _fail_on_goal((0, 3), exc))
+    monkeypatch.setattr(algorithm.ppo, 'learn_task', _fail_on_goal((0, 3), exc))
     monkeypatch.setattr('sys.argv', ['collect.py', '--force', 'n_process=1', *TINY_COLLECT, *workdir])
     if isinstance(exc, KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
             collect.main()
     else:
-        with pytest.raises(UserError, match=r'goal 3 \(0, 3\) failed \(RuntimeError: boom\)'):
+        with pytest.raises(UserError, match=r'task 3 \(0, 3\) failed \(RuntimeError: boom\)'):
             collect.main()
     assert path.read_bytes() == b'previous dataset'
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left

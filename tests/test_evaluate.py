@@ -7,7 +7,7 @@ import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 import model.rollout
-from env import all_goals
+from env import tasks_of
 from model import build_model
 from model.layout import CLOSE, OPEN, TRANSITION
 from model.rollout import InContextRollout
@@ -112,7 +112,7 @@ def test_evaluate_writes_results_in_goal_major_order(tmp_path, workdir, tiny_dat
     import evaluate
     monkeypatch.setattr('sys.argv', ['evaluate.py', str(run), 'eval_episodes=1'])
     evaluate.main()
-    goals = [list(map(int, all_goals(9)[i])) for i in summary['env_indices']]
+    goals = tasks_of(load_config(), summary['env_indices']).tolist()
     assert seen['goals'] == [g for g in goals for _ in range(2)]
 
 

@@ -54,6 +54,6 @@ def test_the_quick_start_edit_of_train_py_switches_to_compressed_mode():
     edited = source.replace(QUICK_LINE, QUICK_LINE.replace('ad_dr.yaml', 'ad_dr_compressed.yaml'))
     namespace = {'__name__': 'train_edited'}
     exec(compile(edited, 'train_edited.py', 'exec'), namespace)
-    args = argparse.Namespace(config=None, quick=False, cpu=False, overrides=[])
+    args = argparse.Namespace(config=None, env='darkroom', quick=False, cpu=False, overrides=[])
     config = namespace['read_config'](args)
     assert config['use_compressed_context'] and config['n_transit'] == 160 and config['compress_interval'] == 80

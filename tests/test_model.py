@@ -17,7 +17,7 @@ def tiny_config(compressed: bool):
 
 
 def sampler_for(config, n_goals=3, seed=0):
-    hist = [synthetic_history((i, 8 - i), config['n_stream'], config['train_source_timesteps'], config['n_steps'],
+    hist = [synthetic_history(config, (i, 8 - i), config['n_stream'], config['train_source_timesteps'], config['n_steps'],
                               seed=seed + i) for i in range(n_goals)]
     streams = {k: np.concatenate([np.swapaxes(h[k], 0, 1) for h in hist])
                for k in ('states', 'actions', 'rewards', 'compress_markers')}
@@ -31,7 +31,7 @@ def test_causality_later_tokens_never_change_earlier_outputs(compressed):
     model = build_model(config).eval()
     sampler, _ = sampler_for(config)
     batch = sampler.sample(4, torch.Generator().manual_seed(1))
-    fields = [batch[k] for k in ('types', 'cell', 'prev_action', 'prev_reward')]
+    fields = [batch[k] for k in ('types', 'obs', 'prev_action', 'prev_reward')]
     a0, t0 = model(*fields)
     cut = fields[0].shape[1] // 2
     changed = [f.clone() for f in fields]
@@ -62,7 +62,7 @@ def test_compressed_windows_hold_exactly_the_previous_and_current_region():
     config = tiny_config(True)
     R = config['compress_interval']
     sampler, streams = sampler_for(config)
-    tokens = stream_tokens(*(torch.as_tensor(streams[k]) for k in ('states', 'actions', 'rewards')), 9, 5)
+    tokens = stream_tokens(*(torch.as_tensor(streams[k]) for k in ('states', 'actions', 'rewards')), (9, 9), 5)
     seq = torch.arange(sampler.n_seq).repeat_interleave(sampler.n_starts)
     start = torch.arange(sampler.n_starts).repeat(sampler.n_seq) * R
     batch = sampler.windows(seq, start)
@@ -70,7 +70,7 @@ def test_compressed_windows_hold_exactly_the_previous_and_current_region():
     markers = torch.as_tensor(streams['compress_markers'])
     for b in range(len(seq)):
         steps = start[b] + torch.arange(2 * R)  # the two regions of the window, nothing older
-        assert batch['cell'][b][is_tr[b]].tolist() == tokens['cell'][seq[b], steps].tolist()
+        assert batch['obs'][b][is_tr[b]].tolist() == tokens['obs'][seq[b], steps].tolist()
         assert batch['action'][b][is_tr[b]].tolist() == tokens['action'][seq[b], steps].tolist()
         # the dataset's own markers agree with where the window puts <c> and </c>
         assert markers[seq[b], steps][[0, R]].tolist() == [1, 1] and markers[seq[b], steps][[R - 1, -1]].tolist() == [2, 2]
@@ -79,9 +79,9 @@ def test_compressed_windows_hold_exactly_the_previous_and_current_region():
 
 def test_token_carries_previous_action_and_reward_not_the_target():
     states = torch.tensor([[[4, 4], [5, 4], [5, 5]]])
-    tok = stream_tokens(states, torch.tensor([[0, 2, 4]]), torch.tensor([[0, 1, 1]]), 9, 5)
+    tok = stream_tokens(states, torch.tensor([[0, 2, 4]]), torch.tensor([[0, 1, 1]]), (9, 9), 5)
     assert tok['prev_action'].tolist() == [[5, 0, 2]] and tok['prev_reward'].tolist() == [[0.0, 0.0, 1.0]]
-    assert tok['cell'].tolist() == [[40, 49, 50]] and tok['action'].tolist() == [[0, 2, 4]]
+    assert tok['obs'].tolist() == [[40, 49, 50]] and tok['action'].tolist() == [[0, 2, 4]]
 
 
 def test_balanced_accuracy_scores_a_constant_predictor_one_third():

@@ -1,0 +1,70 @@
+"""Dark Key-to-Door end to end: collect (real PPO, tiny), train both modes, evaluate, in the same scripts."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from config_schema import load_config
+from env import task_split
+from history_file import dataset_path
+from tests.helpers import COMPRESSED, TINY, assert_user_error, run_script
+
+ENV = ['--env', 'darkkeytodoor']
+COLLECT = ['n_tasks=12', 'n_stream=4', 'train_source_timesteps=160', 'n_steps=40', 'ppo_batch_size=40',
+           'ppo_n_epochs=2', 'compress_interval=40', 'n_process=1']
+TRAIN = [o for o in TINY if not o.startswith(('n_steps', 'compress_interval', 'n_stream', 'train_source',
+                                              'ppo_batch'))] + ['n_steps=40', 'compress_interval=40', 'eval_episodes=2',
+                                                                'train_env_ratio=0.75', 'n_tasks=12']
+
+
+@pytest.fixture
+def keytodoor_dataset(workdir):
+    proc = run_script('collect.py', *ENV, *COLLECT, *workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert 'on darkkeytodoor: 12 tasks x 4 streams' in proc.stdout
+    return dataset_path(load_config(env='darkkeytodoor', overrides=COLLECT + workdir))
+
+
+def test_collect_writes_the_sampled_tasks_with_their_keys_and_doors(keytodoor_dataset):
+    config = load_config(env='darkkeytodoor', overrides=COLLECT)
+    assert keytodoor_dataset.name == 'history_darkkeytodoor_PPO_alg-seed42.hdf5'
+    train, test = task_split(config)
+    with h5py.File(keytodoor_dataset) as f:
+        assert sorted(f.keys(), key=int) == [str(i) for i in sorted(train + test)]
+        group = f[str(test[0])]
+        key, door = divmod(test[0], 81)
+        assert list(group.attrs['goal']) == [key // 9, key % 9, door // 9, door % 9]
+        assert group['states'].shape == (160, 4, 3) and group['states'][:, :, 2].max() <= 2
+        assert (group['compress_markers'][::40] == 1).all() and (group['compress_markers'][39::40] == 2).all()
+
+
+@pytest.mark.parametrize('compressed', [False, True])
+def test_train_and_evaluate_both_modes(tmp_path, workdir, keytodoor_dataset, compressed):
+    args = [*ENV, *(COMPRESSED if compressed else []), *TRAIN, *workdir,
+            'n_transit=80' if compressed else 'n_transit=120']
+    proc = run_script('train.py', *args)
+    assert proc.returncode == 0, proc.stderr
+    name = 'AD-darkkeytodoor-compressed-seed0' if compressed else 'AD-darkkeytodoor-seed0'
+    run = tmp_path / 'runs' / name
+    proc = run_script('evaluate.py', str(run))
+    assert proc.returncode == 0, proc.stderr
+    assert 'key (' in proc.stdout and 'door (' in proc.stdout
+    summary = json.loads((run / 'eval_summary.json').read_text())
+    assert summary['env'] == 'darkkeytodoor' and len(summary['goals'][0]) == 4
+    assert summary['oracle_return_per_goal'] == [2, 2, 2]
+    result = np.load(run / 'eval_result.npy')
+    assert result.shape == (3 * 2, 2) and result.max() <= 2
+    proc = run_script('visualize_compression.py', *ENV, *COLLECT, *workdir, '--analyze')
+    assert proc.returncode == 0 and 'All markers on n_steps boundaries' in proc.stdout, proc.stderr
+
+
+def test_choosing_the_environment(workdir):
+    assert_user_error(run_script('collect.py', '--env', 'darkhall', *workdir), '--env darkhall',
+                      'darkkeytodoor, darkroom')
+    assert_user_error(run_script('train.py', 'env=darkkeytodoor', *workdir), 'chosen with --env NAME')
+
+
+def test_a_dataset_of_other_tasks_is_refused(workdir, keytodoor_dataset):
+    proc = run_script('train.py', *ENV, *TRAIN, *workdir, 'n_tasks=20')
+    assert_user_error(proc, 'collected with n_tasks=12 but the config has n_tasks=20')

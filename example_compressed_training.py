@@ -2,7 +2,7 @@
 
     python example_compressed_training.py --mode all            # full scale (use a GPU for training)
     python example_compressed_training.py --mode all --quick    # tiny smoke test, a few minutes on 2 CPU cores
-    python example_compressed_training.py --mode all --cpu --seeds 0 1 --splits 0 1 2   # the CPU protocol
+    python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2   # the CPU protocol
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
 
 Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per
@@ -232,8 +232,8 @@ def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) ->
     fmt = stats.format_estimate
     n = agg['n_runs']
     command = ' '.join(['python example_compressed_training.py --mode all', *plan.flags,
-                        *(['--seeds', *map(str, plan.seeds)] if len(plan.seeds) > 1 else []),
-                        *(['--splits', *map(str, plan.splits)] if len(plan.splits) > 1 else []), *plan.user])
+                        *(['--seeds', ','.join(map(str, plan.seeds))] if len(plan.seeds) > 1 else []),
+                        *(['--splits', ','.join(map(str, plan.splits))] if len(plan.splits) > 1 else []), *plan.user])
     parts = [f"# Standard vs compressed AD\n\nMeasured by `{command}` (training on {rows[BASELINE][0]['device']}; "
              f"{n} run(s) per mode: training seeds {plan.seeds} x goal splits {plan.splits}). Brackets: 95% "
              f"bootstrap intervals over runs.\n", quick_start_table(rows)]
@@ -305,12 +305,21 @@ def compare(plan: Plan, timings: dict) -> None:
     print(f"Wrote {runs_dir / 'comparison.md'}, comparison.json and {figure}")
 
 
+def int_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]."""
+    try:
+        return [int(x) for x in text.split(',') if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, e.g. 0,1,2; got '{text}'") from None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
-    parser.add_argument('--seeds', type=int, nargs='+', help='training seeds (the seed key); default: the config\'s')
-    parser.add_argument('--splits', type=int, nargs='+',
-                        help='goal splits (the env_split_seed key); default: the config\'s')
+    parser.add_argument('--seeds', type=int_list, metavar='N,N,...',
+                        help="training seeds (the seed key), e.g. 0,1; default: the config's")
+    parser.add_argument('--splits', type=int_list, metavar='N,N,...',
+                        help="goal splits (the env_split_seed key), e.g. 0,1,2; default: the config's")
     add_config_args(parser)
     args = parse_args(parser)
     plan = Plan(args)

@@ -24,6 +24,7 @@ ENV_CONFIG = 'config/env/{env}.yaml'             # chosen by --env; Dark Room by
 ALG_CONFIG = 'config/algorithm/ppo_{env}.yaml'   # the PPO source's settings for that environment
 MODEL_CONFIG = 'config/model/ad_dr.yaml'
 COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
+MEMORY_MODEL_CONFIG = 'config/model/ad_dr_compressed_memory.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
 CPU_CONFIG = 'config/cpu.yaml'
 PRESETS = {'quick': QUICK_CONFIG, 'cpu': CPU_CONFIG}  # command-line switch -> file applied after the model config
@@ -98,6 +99,8 @@ SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
     'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0'),
+    'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)'),
+    'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2'),
     'train_timesteps': (_INT, _positive, 'a positive integer'),
     'train_batch_size': (_INT, _positive, 'a positive integer'),
     'test_batch_size': (_INT, _positive, 'a positive integer'),
@@ -259,6 +262,18 @@ def load_config(model_config: str | None = None, presets: Iterable[str] = (), ov
     return finalize_config(config, presets, overrides)
 
 
+def saved_config(saved: dict, source: str) -> Config:
+    """A config written earlier (a run's config.yaml), checked key by key; keys it lacks, added to the schema
+    since, take their defaults."""
+    config = Config()
+    for key, value in saved.items():
+        config.set(key, value, source)
+    defaults = load_config(env=saved.get('env', DEFAULT_ENV))
+    for key in defaults.keys() - saved.keys():
+        config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
+    return config
+
+
 def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
     """Apply presets and overrides, then check that all keys are present and consistent."""
     for name in presets:
@@ -280,6 +295,16 @@ def check_consistency(config: Config) -> None:
             f"Compressed mode needs n_transit >= 2 * compress_interval, got n_transit={c['n_transit']} "
             f"({c.source('n_transit')}) and compress_interval={c['compress_interval']} "
             f"({c.source('compress_interval')}). Set n_transit to {2 * c['compress_interval']}.")
+    if c['memory_tokens'] and not c['use_compressed_context']:
+        raise ConfigError(f"memory_tokens={c['memory_tokens']} ({c.source('memory_tokens')}) carries the dropped "
+                          f"regions of compressed mode; standard mode keeps its whole window. Use "
+                          f"--config config/model/ad_dr_compressed_memory.yaml, or memory_tokens=0.")
+    if c['memory_tokens']:
+        for key in ('train_batch_size', 'test_batch_size'):
+            if c[key] % c['memory_unroll']:
+                raise ConfigError(f"{key}={c[key]} ({c.source(key)}) must be a multiple of memory_unroll="
+                                  f"{c['memory_unroll']} ({c.source('memory_unroll')}): a batch holds sequences of "
+                                  f"memory_unroll consecutive windows.")
     if c['tf_n_embd'] % c['tf_n_head'] != 0:
         raise ConfigError(f"tf_n_embd={c['tf_n_embd']} ({c.source('tf_n_embd')}) must be divisible by "
                           f"tf_n_head={c['tf_n_head']} ({c.source('tf_n_head')}).")

@@ -19,26 +19,28 @@ class WindowSampler:
 
     Holds every stream of the chosen goals as (N, T) token-field tensors. ``sample(B, generator)``
     returns a batch dict of (B, L) tensors: types, obs, prev_action, prev_reward, action targets
-    (``IGNORE`` at markers) and, in compressed mode, next-token-type targets.
+    (``IGNORE`` at markers) and, in compressed mode, next-token-type targets. With memory (``memory_tokens`` > 0)
+    the B windows come as B / K sequences of K = ``memory_unroll`` consecutive region pairs: (B / K, K, L).
     """
 
     def __init__(self, streams: dict[str, np.ndarray], config: dict, device, source: str = 'the dataset'):
         self.device = device
         self.compressed = config['use_compressed_context']
+        self.unroll = config['memory_unroll'] if config['memory_tokens'] else 1
         T = streams['actions'].shape[1]
         if self.compressed:
             R = config['compress_interval']
             T = T - T % R
-            if T < 2 * R:
-                raise UserError(f"Compressed mode needs at least two whole regions of {R} steps per stream; the "
-                                f"dataset gives {streams['actions'].shape[1]} (train_source_timesteps). Collect "
-                                f"longer histories or lower compress_interval.")
+            if T < (1 + self.unroll) * R:
+                raise UserError(f"Compressed mode needs at least {1 + self.unroll} whole regions of {R} steps per "
+                                f"stream; the dataset gives {streams['actions'].shape[1]} (train_source_timesteps). "
+                                f"Collect longer histories or lower compress_interval (or memory_unroll).")
             check_markers(streams['compress_markers'][:, :T], R, source)
-            types, offsets = compressed_window(R)
+            types, offsets = compressed_window(R, config['memory_tokens'])
             self.types, self.offsets = types.to(device), offsets.clamp(min=0).to(device)
             self.is_transition = self.types == TRANSITION
             self.type_targets = next_type_targets(self.types)
-            self.n_starts = T // R - 1  # region pairs (j, j+1)
+            self.n_starts = T // R - self.unroll  # first region pairs (j, j+1) of the K pairs from j
             self.stride = R
         else:
             L = config['n_transit']
@@ -80,12 +82,23 @@ class WindowSampler:
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniformly random windows: (sequence (B,), first step (B,)). Every window can be drawn: standard starts
-        0 .. T - n_transit, compressed region pairs (0, 1) .. (T / R - 2, T / R - 1)."""
+        0 .. T - n_transit, compressed region pairs (0, 1) .. (T / R - 2, T / R - 1); with memory, sequences of K
+        pairs starting at (0, 1) .. (T / R - 1 - K, T / R - K)."""
         seq = torch.randint(self.n_seq, (batch_size,), device=self.device, generator=generator)
         start = torch.randint(self.n_starts, (batch_size,), device=self.device, generator=generator) * self.stride
         return seq, start
 
+    def sequences(self, seq: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Memory mode: K consecutive region pairs of sequences ``seq`` (S,) from steps ``start`` (S,): (S, K, L)."""
+        K = self.unroll
+        starts = start[:, None] + self.stride * torch.arange(K, device=self.device)  # (S, K)
+        flat = self.windows(seq.repeat_interleave(K), starts.reshape(-1))
+        return {k: v.reshape(len(seq), K, *v.shape[1:]) for k, v in flat.items()}
+
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``batch_size`` windows: (B, L) fields, or with memory (B / K, K, L)."""
+        if self.unroll > 1:
+            return self.sequences(*self.draw(batch_size // self.unroll, generator))
         return self.windows(*self.draw(batch_size, generator))
 
 

@@ -22,8 +22,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import (CONFIG_FILE_DEFAULTS, DEFAULT_ENV, PRESETS, Config, add_config_args, check_key,
-                           format_config, get_config, load_config, parse_overrides, presets_of)
+from config_schema import (PRESETS, Config, add_config_args, check_key, format_config, get_config, load_config,
+                           parse_overrides, presets_of)
 from env import env_spec, oracle_returns, task_split, tasks_of
 from history_file import ppo_source_curve
 from model import build_model
@@ -46,13 +46,7 @@ def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
 
     Keys the run's config.yaml lacks (written by an earlier version) take their defaults.
     """
-    config = Config()
-    saved = read_run_config(run)
-    for key, value in saved.items():
-        config.set(key, value, f'{run}/{CONFIG_FILE}')
-    defaults = load_config(env=saved.get('env', DEFAULT_ENV))
-    for key in defaults.keys() - saved.keys():
-        config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
+    config = read_run_config(run)
     config.set('device', 'auto', AUTO_DEVICE_SOURCE)  # where the run was trained says nothing about this machine
     for name in presets:
         preset = get_config(PRESETS[name])

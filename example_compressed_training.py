@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import comparison as stats
-from config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MODEL_CONFIG, ConfigError, add_config_args,
-                           format_config, load_config, preset_flags, presets_of)
+from config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MEMORY_MODEL_CONFIG, MODEL_CONFIG, ConfigError,
+                           add_config_args, format_config, load_config, preset_flags, presets_of)
 from env import ENVS, task_split
 from history_file import dataset_path, ppo_source_curve
 from plots import plot_in_context_curves
@@ -33,8 +33,10 @@ from run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, ev
                        run_finished)
 from utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
-BASELINE, CANDIDATE = 'standard', 'compressed'  # the comparison reads candidate - baseline and candidate / baseline
+MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+DEFAULT_MODES = ('standard', 'compressed')
+# the paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline
+PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'))
 EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
@@ -54,6 +56,11 @@ class Plan:
 
     def __init__(self, args):
         self.presets, self.user, self.env = presets_of(args), list(args.overrides), args.env
+        self.modes = list(args.modes or DEFAULT_MODES)
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or not self.modes:
+            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join(MODES)} (e.g. --modes "
+                              f"standard,compressed,memory).")
         self.flags = preset_flags(self.presets) + (['--env', self.env] if self.env != DEFAULT_ENV else [])
         for key, option in (('seed', '--seeds'), ('env_split_seed', '--splits')):
             if any(o.split('=', 1)[0] == key for o in self.user) and getattr(args, option[2:]) is not None:
@@ -86,7 +93,7 @@ def collect(plan: Plan, timings: dict) -> None:
 
 
 def train(plan: Plan, timings: dict) -> None:
-    for (seed, split), mode in product(plan.pairs(), MODES):
+    for (seed, split), mode in product(plan.pairs(), plan.modes):
         config = plan.config(mode, seed, split)
         run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
         if run_finished(run, config):
@@ -105,7 +112,7 @@ def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dic
 
 def evaluate(plan: Plan, timings: dict) -> None:
     eval_overrides = [o for o in plan.user if o.split('=', 1)[0] in EVAL_PASS_THROUGH or o.startswith('eval_')]
-    for (seed, split), mode in product(plan.pairs(), MODES):
+    for (seed, split), mode in product(plan.pairs(), plan.modes):
         run, setting, out = wanted_eval(plan, mode, seed, split)
         title = f'evaluate {mode} AD{plan.label(seed, split)}'
         ckpts, summary = checkpoints(run), out / EVAL_SUMMARY
@@ -119,8 +126,8 @@ def evaluate(plan: Plan, timings: dict) -> None:
 
 def gather(plan: Plan) -> dict:
     """Per mode, one record per (seed, split) run, in the same order for every mode (so runs pair up)."""
-    rows = {mode: [] for mode in MODES}
-    for (seed, split), mode in product(plan.pairs(), MODES):
+    rows = {mode: [] for mode in plan.modes}
+    for (seed, split), mode in product(plan.pairs(), plan.modes):
         run, _, out = wanted_eval(plan, mode, seed, split)
         try:
             train_summary = json.loads((run / TRAIN_SUMMARY).read_text())
@@ -147,7 +154,7 @@ def gather(plan: Plan) -> dict:
 
 def quick_start_table(rows: dict) -> str:
     """The quick-start's "Expected Results" rows, measured: means over runs (95% intervals with several runs)."""
-    s, c = rows[BASELINE], rows[CANDIDATE]
+    s, c = rows['standard'], rows['compressed']
 
     def cell(records, key, digits):
         return stats.format_estimate(stats.estimate([r[key] for r in records]), digits)
@@ -171,8 +178,8 @@ def quick_start_table(rows: dict) -> str:
 
 
 def aggregate(rows: dict) -> dict:
-    """Per-mode estimates over runs and the paired comparison of CANDIDATE against BASELINE."""
-    out = {'modes': {}, 'n_runs': len(rows[BASELINE])}
+    """Per-mode estimates over runs and the paired comparisons (``PAIRS``) of the modes compared."""
+    out = {'modes': {}, 'n_runs': len(next(iter(rows.values()))), 'paired': {}}
     for mode, records in rows.items():
         out['modes'][mode] = {
             'mean_return': stats.estimate([r['mean'] for r in records]),
@@ -186,16 +193,21 @@ def aggregate(rows: dict) -> dict:
             'train_seconds': stats.estimate([r['train_seconds'] for r in records]),
             'eval_seconds': stats.estimate([r['eval_seconds'] for r in records]),
         }
-    b, c = rows[BASELINE], rows[CANDIDATE]
     pick = lambda records, key: [r[key] for r in records]  # noqa: E731
-    out['paired'] = {
-        'difference_mean_return': stats.paired_difference(pick(c, 'mean'), pick(b, 'mean')),
-        'difference_last10_return': stats.paired_difference(pick(c, 'last10'), pick(b, 'last10')),
-        'probability_of_improvement': stats.probability_of_improvement(pick(c, 'mean'), pick(b, 'mean')),
-        'steps_per_s_ratio': stats.paired_ratio(pick(c, 'steps_per_s'), pick(b, 'steps_per_s')),
-        'peak_memory_ratio': stats.paired_ratio(pick(c, 'peak_mib'), pick(b, 'peak_mib')),
-    }
+    for candidate, baseline in compared_pairs(rows):
+        b, c = rows[baseline], rows[candidate]
+        out['paired'][f'{candidate} vs {baseline}'] = {
+            'difference_mean_return': stats.paired_difference(pick(c, 'mean'), pick(b, 'mean')),
+            'difference_last10_return': stats.paired_difference(pick(c, 'last10'), pick(b, 'last10')),
+            'probability_of_improvement': stats.probability_of_improvement(pick(c, 'mean'), pick(b, 'mean')),
+            'steps_per_s_ratio': stats.paired_ratio(pick(c, 'steps_per_s'), pick(b, 'steps_per_s')),
+            'peak_memory_ratio': stats.paired_ratio(pick(c, 'peak_mib'), pick(b, 'peak_mib')),
+        }
     return out
+
+
+def compared_pairs(rows: dict) -> list[tuple[str, str]]:
+    return [(c, b) for c, b in PAIRS if c in rows and b in rows]
 
 
 def by_distance(rows: dict, env: str, grid_size: int) -> dict:
@@ -218,52 +230,56 @@ def by_distance(rows: dict, env: str, grid_size: int) -> dict:
 def per_goal_table(rows: dict, split: int) -> str:
     """Mean return per held-out goal of one goal split, averaged over training seeds."""
     records = {mode: [r for r in rs if r['split'] == split] for mode, rs in rows.items()}
-    goals, oracle = records[BASELINE][0]['goals'], records[BASELINE][0]['oracle']
-    head = '| goal | oracle | ' + ' | '.join(f'{m} (all / last 10%)' for m in MODES) + ' |'
-    lines = [head, '|---|---|' + '---|' * len(MODES)]
+    modes = list(rows)
+    goals, oracle = records[modes[0]][0]['goals'], records[modes[0]][0]['oracle']
+    head = '| goal | oracle | ' + ' | '.join(f'{m} (all / last 10%)' for m in modes) + ' |'
+    lines = [head, '|---|---|' + '---|' * len(modes)]
     for i, (goal, o) in enumerate(zip(goals, oracle)):
         cells = [f"{np.mean([r['goal_mean'][i] for r in records[m]]):.2f} / "
-                 f"{np.mean([r['goal_last10'][i] for r in records[m]]):.2f}" for m in MODES]
+                 f"{np.mean([r['goal_last10'][i] for r in records[m]]):.2f}" for m in modes]
         lines.append(f'| {goal} | {o} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) -> str:
     fmt = stats.format_estimate
-    n = agg['n_runs']
+    modes, n = plan.modes, agg['n_runs']
     command = ' '.join(['python example_compressed_training.py --mode all', *plan.flags,
+                        *(['--modes', ','.join(modes)] if modes != list(DEFAULT_MODES) else []),
                         *(['--seeds', ','.join(map(str, plan.seeds))] if len(plan.seeds) > 1 else []),
                         *(['--splits', ','.join(map(str, plan.splits))] if len(plan.splits) > 1 else []), *plan.user])
-    parts = [f"# Standard vs compressed AD\n\nMeasured by `{command}` (training on {rows[BASELINE][0]['device']}; "
+    parts = [f"# {' vs '.join(modes)} AD\n\nMeasured by `{command}` (training on {rows[modes[0]][0]['device']}; "
              f"{n} run(s) per mode: training seeds {plan.seeds} x goal splits {plan.splits}). Brackets: 95% "
-             f"bootstrap intervals over runs.\n", quick_start_table(rows)]
-    lines = ['| per mode | ' + ' | '.join(MODES) + ' |', '|---|' + '---|' * len(MODES)]
+             f"bootstrap intervals over runs.\n"]
+    if 'standard' in rows and 'compressed' in rows:
+        parts.append(quick_start_table(rows))
+    lines = ['| per mode | ' + ' | '.join(modes) + ' |', '|---|' + '---|' * len(modes)]
     for key, title, digits in (('mean_return', 'mean return, all episodes', 2), ('iqm_return', 'IQM return', 2),
                                ('last10_return', 'mean return, last 10% of episodes', 2),
                                ('fraction_of_oracle', 'fraction of oracle, all episodes', 3),
                                ('last10_fraction_of_oracle', 'fraction of oracle, last 10%', 3),
                                ('test_acc_action', 'test/acc_action', 3), ('steps_per_s', 'training steps/s', 1),
+                               ('peak_mib', f"peak memory (MiB, {rows[modes[0]][0]['peak_kind']})", 0),
                                ('train_seconds', 'training wall time (s)', 0),
                                ('eval_seconds', 'evaluation wall time (s)', 1)):
-        lines.append(f'| {title} | ' + ' | '.join(fmt(agg['modes'][m][key], digits) for m in MODES) + ' |')
+        lines.append(f'| {title} | ' + ' | '.join(fmt(agg['modes'][m][key], digits) for m in modes) + ' |')
     parts.append('\n'.join(lines))
-    p = agg['paired']
-    parts.append('\n'.join([
-        f'| {CANDIDATE} against {BASELINE} (paired by seed and split) | value |', '|---|---|',
-        f"| difference in mean return | {fmt(p['difference_mean_return'])} |",
-        f"| difference in last-10% return | {fmt(p['difference_last10_return'])} |",
-        f"| probability of improvement (mean return) | {fmt(p['probability_of_improvement'], 2)} |",
-        f"| training steps/s ratio | {fmt(p['steps_per_s_ratio'], 2, 'x')} |",
-        f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |"]))
-    head = ' | '.join(f'{m}: all / last 10%' for m in MODES)
-    lines = [f'| goal distance from start | goals x runs | {head} |',
-             '|---|---|' + '---|' * len(MODES)]
-    for d in distances[BASELINE]:
-        cells = [f"{fmt(distances[m][d]['mean'])} / {fmt(distances[m][d]['last10'])}" for m in MODES]
-        lines.append(f"| {d} | {distances[BASELINE][d]['n']} | " + ' | '.join(cells) + ' |')
+    for pair, p in agg['paired'].items():
+        candidate, baseline = pair.split(' vs ')
+        parts.append('\n'.join([
+            f'| {candidate} against {baseline} (paired by seed and split) | value |', '|---|---|',
+            f"| difference in mean return | {fmt(p['difference_mean_return'])} |",
+            f"| difference in last-10% return | {fmt(p['difference_last10_return'])} |",
+            f"| probability of improvement (mean return) | {fmt(p['probability_of_improvement'], 2)} |",
+            f"| training steps/s ratio | {fmt(p['steps_per_s_ratio'], 2, 'x')} |",
+            f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |"]))
+    head = ' | '.join(f'{m}: all / last 10%' for m in modes)
+    lines = [f'| shortest path length | tasks x runs | {head} |', '|---|---|' + '---|' * len(modes)]
+    for d in distances[modes[0]]:
+        cells = [f"{fmt(distances[m][d]['mean'])} / {fmt(distances[m][d]['last10'])}" for m in modes]
+        lines.append(f"| {d} | {distances[modes[0]][d]['n']} | " + ' | '.join(cells) + ' |')
     parts.append('Returns by the length of the shortest path that solves the task (Dark Room: the goal\'s L1 '
-                 'distance from the start), over all held-out tasks of every run:\n\n'
-                 + '\n'.join(lines))
+                 'distance from the start), over all held-out tasks of every run:\n\n' + '\n'.join(lines))
     first_split = plan.splits[0]
     parts.append(f'Per held-out task (goal), split {first_split}, mean over training seeds:\n\n'
                  f'{per_goal_table(rows, first_split)}')
@@ -280,10 +296,11 @@ def curves_figure(plan: Plan, rows: dict, file: Path) -> None:
     configs = [plan.base | {'env_split_seed': split} for split in plan.splits]
     ppo = [ppo_source_curve(config, task_split(config)[1]) for config in configs]
     ppo = np.mean(ppo, axis=0) if all(c is not None for c in ppo) else None
-    oracle = np.mean([r['oracle_mean'] for r in rows[BASELINE]])
-    n = len(rows[BASELINE])
-    plot_in_context_curves(file, bands, oracle, ppo, f'In-context learning: standard vs compressed AD ({n} run(s) '
-                           f'per mode)', 'mean over runs, 95% bootstrap band' if n > 1 else 'mean over rollouts')
+    first = next(iter(rows.values()))
+    oracle = np.mean([r['oracle_mean'] for r in first])
+    n = len(first)
+    plot_in_context_curves(file, bands, oracle, ppo, f"In-context learning: {' vs '.join(rows)} AD ({n} run(s) "
+                           f"per mode)", 'mean over runs, 95% bootstrap band' if n > 1 else 'mean over rollouts')
 
 
 def compare(plan: Plan, timings: dict) -> None:
@@ -316,6 +333,8 @@ def int_list(text: str) -> list[int]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
+    parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
+                        help=f"modes to train and compare, among {', '.join(MODES)} (default: standard,compressed)")
     parser.add_argument('--seeds', type=int_list, metavar='N,N,...',
                         help="training seeds (the seed key), e.g. 0,1; default: the config's")
     parser.add_argument('--splits', type=int_list, metavar='N,N,...',
@@ -324,7 +343,7 @@ def main():
     args = parse_args(parser)
     plan = Plan(args)
     if args.print_config:
-        for (seed, split), mode in product(plan.pairs(), MODES):
+        for (seed, split), mode in product(plan.pairs(), plan.modes):
             print(f'# {mode} AD, seed {seed}, split {split}\n{format_config(plan.config(mode, seed, split))}\n')
         return 0
     timings: dict[str, float | None] = {}

@@ -1,6 +1,6 @@
 """Where a training run keeps its files: run-directory naming, checkpoints, and finding runs.
 
-A run directory ``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}[-trainseed{seed}]`` holds
+A run directory ``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]`` holds
 ``config.yaml``, checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation
 outputs.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from config_schema import Config, saved_config
 from utils import UserError, atomic_path, atomic_write_text
 
 CONFIG_FILE = 'config.yaml'
@@ -22,21 +23,25 @@ EVAL_EVENTS_SUFFIX = '.eval'  # TensorBoard event file of an evaluation (replace
 
 
 def run_dir(config: dict) -> Path:
-    """``{runs_dir}/{model}-{env}[-compressed]-seed{env_split_seed}[-trainseed{seed}]``.
+    """``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]``.
 
     ``seed{N}`` is the goal split (``env_split_seed``), as in SPEC.md; the training seed is named only when it
     is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.
     """
     mode = '-compressed' if config['use_compressed_context'] else ''
+    mode += '-memory' if config['memory_tokens'] else ''
     train_seed = f"-trainseed{config['seed']}" if config['seed'] != 0 else ''
     name = f"{config['model']}-{config['env']}{mode}-seed{config['env_split_seed']}{train_seed}"
     return Path(config['runs_dir']) / name
 
 
-def read_run_config(run: str | os.PathLike) -> dict:
-    """The config a run was trained with (its ``config.yaml``; {} when there is none yet)."""
+def read_run_config(run: str | os.PathLike) -> Config:
+    """The config a run was trained with (its ``config.yaml``, keys added since filled with their defaults; empty
+    when there is none yet)."""
     path = Path(run) / CONFIG_FILE
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    if not path.exists():
+        return Config()
+    return saved_config(yaml.safe_load(path.read_text()) or {}, str(path))
 
 
 def write_run_config(run: str | os.PathLike, config: dict) -> None:

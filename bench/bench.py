@@ -50,7 +50,7 @@ import time
 import numpy as np
 import torch
 
-from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, load_config
+from config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
 from dataset import WindowSampler
 from env import task_indices, task_split, tasks_of
 from model import build_model
@@ -60,13 +60,14 @@ from synthetic_histories import synthetic_streams
 from utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device, process_max_rss_mib,
                    reset_peak_memory, run_main, seconds_to_text)
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
+MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+COMPARED = (('compressed', 'standard'), ('memory', 'compressed'))  # (mode, against)
 # synthetic history sizes: (goals, streams per goal, regions per stream)
 DATA = (16, 8, 13)
 QUICK_DATA = (4, 4, 6)
 # --quick: a tiny model and short regions (applied on top of config/quick.yaml)
 QUICK_OVERRIDES = ['tf_n_embd=32', 'tf_n_layer=2', 'tf_n_head=2', 'tf_dim_feedforward=64', 'compress_interval=16']
-QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32}  # three regions / two regions, as in the full configs
+QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32, 'memory': 32}  # three / two regions, as in the full configs
 EVAL_GOALS, EVAL_STREAMS = 8, 16
 COLLECT_GOALS = 2
 DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  # (full, --quick)
@@ -250,22 +251,24 @@ def ratio(a: float, b: float) -> str:
 
 
 def format_ratios(rows: list[dict]) -> str:
-    """Compressed / standard, at every batch size both modes were measured at, then at their default batches."""
-    pairs = []
-    for batch in sorted({r['batch'] for r in rows}):
-        at = {r['mode']: r for r in rows if r['batch'] == batch}
-        if len(at) == 2:
-            pairs.append((f'equal batch {batch}', at['standard'], at['compressed']))
-    default = {r['mode']: r for r in rows if r['config'] == 'default'}
-    if default['standard']['batch'] != default['compressed']['batch']:
-        pairs.append((f"default batches ({default['standard']['batch']} / {default['compressed']['batch']})",
-                      default['standard'], default['compressed']))
+    """Compressed / standard and memory / compressed, at every batch size both were measured at, then at their
+    default batches when those differ."""
     lines = []
-    for label, s, c in pairs:
-        lines.append(f"{label}: compressed {ratio(c['steps_per_s'], s['steps_per_s'])} steps/s, "
-                     f"{ratio(c['peak_mib'], s['peak_mib'])} peak memory, "
-                     f"{ratio(c['action_targets_per_s'], s['action_targets_per_s'])} action targets/s, "
-                     f"{ratio(c['eval_steps_per_s'], s['eval_steps_per_s'])} eval steps/s")
+    for mode, against in COMPARED:
+        pairs = []
+        for batch in sorted({r['batch'] for r in rows}):
+            at = {r['mode']: r for r in rows if r['batch'] == batch}
+            if mode in at and against in at:
+                pairs.append((f'equal batch {batch}', at[against], at[mode]))
+        default = {r['mode']: r for r in rows if r['config'] == 'default'}
+        if mode in default and against in default and default[mode]['batch'] != default[against]['batch']:
+            pairs.append((f"default batches ({default[against]['batch']} / {default[mode]['batch']})",
+                          default[against], default[mode]))
+        for label, s, c in pairs:
+            lines.append(f"{label}: {mode} / {against}: {ratio(c['steps_per_s'], s['steps_per_s'])} steps/s, "
+                         f"{ratio(c['peak_mib'], s['peak_mib'])} peak memory, "
+                         f"{ratio(c['action_targets_per_s'], s['action_targets_per_s'])} action targets/s, "
+                         f"{ratio(c['eval_steps_per_s'], s['eval_steps_per_s'])} eval steps/s")
     return '\n'.join(lines)
 
 

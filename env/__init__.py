@@ -59,10 +59,45 @@ ENVS = {
         waypoint=_keytodoor_waypoint, distance=keytodoor.path_length,
         describe=lambda t: f'key ({int(t[0])}, {int(t[1])}) door ({int(t[2])}, {int(t[3])})', noun='tasks'),
 }
-for _spec, _entry in ((ENVS['darkroom'], 'env.darkroom:DarkRoomEnv'),
-                      (ENVS['darkkeytodoor'], 'env.keytodoor:DarkKeyToDoorEnv')):
+
+
+class GridEnv(gym.Env):
+    """One episode of an environment of ``ENVS`` as a ``gymnasium.Env`` (ids ``DarkRoom-v0``, ``DarkKeyToDoor-v0``).
+
+    ``gym.make('DarkRoom-v0', goal=(row, col))`` or ``gym.make('DarkKeyToDoor-v0', task=(kr, kc, dr, dc))``.
+    Observation: int64 array of the state (Dark Room (row, col); Key-to-Door (row, col, stage)). Reward: float.
+    ``truncated`` after ``horizon`` steps; never terminated.
+    """
+
+    metadata = {'render_modes': []}
+
+    def __init__(self, env: str = 'darkroom', task=None, goal=None, grid_size: int = 9, horizon: int = 20):
+        self.spec_ = ENVS[env]
+        self.grid_size, self.horizon = grid_size, horizon
+        task = goal if task is None else task
+        self.task = np.asarray(task if task is not None else (0,) * self.spec_.task_dim, dtype=np.int64)
+        self.observation_space = gym.spaces.MultiDiscrete(self.spec_.obs_sizes(grid_size))
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self._state = np.array(self.spec_.start_state(grid_size), dtype=np.int64)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = np.array(self.spec_.start_state(self.grid_size), dtype=np.int64)
+        self._t = 0
+        return self._state.copy(), {}
+
+    def step(self, action):
+        state, reward = self.spec_.step(self._state[None], np.array([int(action)]), self.task[None], MOVES,
+                                        self.grid_size)
+        self._state = state[0]
+        self._t += 1
+        return self._state.copy(), float(reward[0]), False, self._t >= self.horizon, {}
+
+
+for _name, _spec in ENVS.items():
     if _spec.gym_id not in gym.registry:
-        gym.register(id=_spec.gym_id, entry_point=_entry)
+        gym.register(id=_spec.gym_id, entry_point='env:GridEnv', kwargs={'env': _name})
 
 
 def env_spec(config: dict) -> EnvSpec:
@@ -110,5 +145,5 @@ def oracle_returns(config: dict, env_indices) -> list[int]:
     return [spec.oracle_return(t, config['grid_size'], config['horizon']) for t in tasks_of(config, env_indices)]
 
 
-__all__ = ['ACTION_NAMES', 'ENVS', 'MOVES', 'N_ACTIONS', 'EnvSpec', 'env_spec', 'oracle_returns', 'split_env_indices',
-           'start_position', 'task_indices', 'task_split', 'tasks_of']
+__all__ = ['ACTION_NAMES', 'ENVS', 'MOVES', 'N_ACTIONS', 'EnvSpec', 'GridEnv', 'env_spec', 'oracle_returns',
+           'split_env_indices', 'start_position', 'task_indices', 'task_split', 'tasks_of']

@@ -1,4 +1,4 @@
-"""Dark Room: dynamics (numpy and torch share one step function), goals, the oracle return and its gymnasium env.
+"""Dark Room: dynamics (numpy and torch share one step function), goals and the oracle return.
 
 The agent starts at the centre of a ``grid_size`` x ``grid_size`` grid and sees only its own position
 (row, col). Actions: 0 row+1, 1 row-1, 2 col+1, 3 col-1, 4 stay; positions are clipped to the grid.
@@ -6,12 +6,11 @@ The reward is 1 on every step that ends on the (invisible) goal cell. Episodes a
 ``horizon`` steps and never terminate early.
 
 ``step_positions`` is the single definition of the dynamics: it is written with operations that numpy
-arrays and torch tensors share, so the gymnasium env, the numpy VecEnv used by PPO and the batched
-torch env used by the evaluator cannot drift apart.
+arrays and torch tensors share, so the gymnasium env (``env.GridEnv``), the numpy VecEnv used by PPO and the
+batched torch env used by the evaluator cannot drift apart.
 """
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
 # (d_row, d_col) for each action, and its name
@@ -50,33 +49,3 @@ def goal_distance(goal, grid_size: int) -> int:
 def oracle_return(goal, grid_size: int, horizon: int) -> int:
     """Return of the agent that walks straight to a known goal: it is rewarded from the step it arrives."""
     return max(0, horizon - max(goal_distance(goal, grid_size), 1) + 1)
-
-
-class DarkRoomEnv(gym.Env):
-    """Single Dark Room episode as a ``gymnasium.Env`` (id ``DarkRoom-v0``).
-
-    Observation: int64 array (2,) = (row, col). Reward: float 0/1. ``truncated`` after ``horizon`` steps.
-    """
-
-    metadata = {'render_modes': []}
-
-    def __init__(self, goal=(0, 0), grid_size: int = 9, horizon: int = 20):
-        self.grid_size, self.horizon = grid_size, horizon
-        self.goal = np.asarray(goal, dtype=np.int64)
-        self.observation_space = gym.spaces.Box(0, grid_size - 1, shape=(2,), dtype=np.int64)
-        self.action_space = gym.spaces.Discrete(N_ACTIONS)
-        self._pos = np.array(start_position(grid_size), dtype=np.int64)
-        self._t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._pos = np.array(start_position(self.grid_size), dtype=np.int64)
-        self._t = 0
-        return self._pos.copy(), {}
-
-    def step(self, action):
-        new_pos, reward = step_positions(self._pos[None], np.array([int(action)]), self.goal[None], MOVES,
-                                         self.grid_size)
-        self._pos = new_pos[0]
-        self._t += 1
-        return self._pos.copy(), float(reward[0]), False, self._t >= self.horizon, {}

@@ -1,4 +1,4 @@
-"""Dark Key-to-Door: dynamics (numpy and torch share one step function), tasks, the oracle return and its gymnasium env.
+"""Dark Key-to-Door: dynamics (numpy and torch share one step function), tasks and the oracle return.
 
 A 9 x 9 dark grid: the agent starts at the centre and must find an invisible key, then an invisible door. The
 state is (row, col, stage), stage 0 before the key, 1 holding it, 2 after the door has opened; positions are
@@ -15,10 +15,9 @@ reward); the key and the door stay invisible, so the model must find them from i
 """
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
-from env.darkroom import MOVES, N_ACTIONS, start_position
+from env.darkroom import start_position
 
 STAGES = 3  # 0 seeking the key, 1 holding it, 2 door opened
 
@@ -67,33 +66,3 @@ def oracle_return(task, grid_size: int, horizon: int) -> int:
     """Return of the agent that walks straight to the known key, then to the door."""
     to_key, to_door = _legs(task, grid_size)
     return int(to_key <= horizon) + int(to_key + to_door <= horizon)
-
-
-class DarkKeyToDoorEnv(gym.Env):
-    """One Dark Key-to-Door episode as a ``gymnasium.Env`` (id ``DarkKeyToDoor-v0``).
-
-    Observation: int64 array (3,) = (row, col, stage). Reward: float 0/1. ``truncated`` after ``horizon`` steps.
-    """
-
-    metadata = {'render_modes': []}
-
-    def __init__(self, task=(0, 0, 8, 8), grid_size: int = 9, horizon: int = 50):
-        self.grid_size, self.horizon = grid_size, horizon
-        self.task = np.asarray(task, dtype=np.int64)
-        self.observation_space = gym.spaces.MultiDiscrete([grid_size, grid_size, STAGES])
-        self.action_space = gym.spaces.Discrete(N_ACTIONS)
-        self._state = np.array(start_state(grid_size), dtype=np.int64)
-        self._t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._state = np.array(start_state(self.grid_size), dtype=np.int64)
-        self._t = 0
-        return self._state.copy(), {}
-
-    def step(self, action):
-        new_state, reward = step_states(self._state[None], np.array([int(action)]), self.task[None], MOVES,
-                                        self.grid_size)
-        self._state = new_state[0]
-        self._t += 1
-        return self._state.copy(), float(reward[0]), False, self._t >= self.horizon, {}

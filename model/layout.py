@@ -1,4 +1,4 @@
-"""The context layout: what one token holds, where markers go and which positions are targets.
+"""The context layout: what one token holds, where markers and memory tokens go and which positions are targets.
 
 Training windows (``dataset.py``) and in-context evaluation (``model/rollout.py``) both build their
 sequences through this module, so the two can never disagree.
@@ -13,13 +13,21 @@ Compressed mode:  [<c>, x_0 .. x_{R-1}, </c>, <c>, x_R .. x_{2R-1}, </c>] (R = c
 i.e. the previous PPO rollout region and the current one, each wrapped in markers. Markers are real
 tokens (token types ``OPEN``/``CLOSE``) with no action target; the token-type head predicts at every
 position the type of the *next* token.
+
+Compressed mode with memory (m = ``memory_tokens`` > 0):
+                  [m0 .. m_{m-1}, <c>, previous region, </c>, w0 .. w_{m-1}, <c>, current region, </c>]
+The ``MEMORY`` tokens carry what the model wrote about the regions dropped before the previous one; the
+``WRITE`` tokens, after the previous region, see the memory and that region, and their outputs become the
+memory of the next window, when the previous region is dropped. Neither has an action target, and the
+token-type head is not asked to predict them.
 """
 from __future__ import annotations
 
 import torch
 
-TRANSITION, OPEN, CLOSE = 0, 1, 2
-N_TOKEN_TYPES = 3
+TRANSITION, OPEN, CLOSE, MEMORY, WRITE = 0, 1, 2, 3, 4
+N_TOKEN_TYPES = 3     # what the token-type head predicts: transition, <compress>, </compress>
+N_INPUT_TYPES = 5     # token types with an input embedding (memory mode adds MEMORY and WRITE)
 IGNORE = -100  # target index that cross-entropy skips
 
 
@@ -40,7 +48,7 @@ def obs_index(states: torch.Tensor, obs_sizes: tuple[int, ...]) -> torch.Tensor:
 
 
 def stream_tokens(states, actions, rewards, obs_sizes: tuple[int, ...], num_actions: int) -> dict[str, torch.Tensor]:
-    """Token fields of whole streams. states (..., T, 2), actions/rewards (..., T) -> dict of (..., T) tensors.
+    """Token fields of whole streams. states (..., T, k), actions/rewards (..., T) -> dict of (..., T) tensors.
 
     ``obs``, ``prev_action``, ``prev_reward`` make the token; ``action`` is its target.
     """
@@ -59,15 +67,15 @@ def region_types(n_transitions: int) -> torch.Tensor:
     return types
 
 
-def compressed_window(region_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Template of a training window spanning two regions: ``<c> previous </c> <c> current </c>``.
+def compressed_window(region_len: int, memory_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Template of a training window spanning two regions: ``[memory] <c> previous </c> [write] <c> current </c>``.
 
-    Returns (types (L,), offsets (L,)) with L = 2 * region_len + 4: ``types`` are token types and
-    ``offsets`` the step of each transition counted from the first step of the previous region
-    (-1 at markers).
+    Returns (types (L,), offsets (L,)) with L = 2 * region_len + 4 + 2 * memory_tokens: ``types`` are token types
+    and ``offsets`` the step of each transition counted from the first step of the previous region (-1 at markers
+    and memory tokens).
     """
-    R = region_len
-    types = torch.cat([region_types(R), region_types(R)])
+    R, m = region_len, memory_tokens
+    types = torch.cat([torch.full((m,), MEMORY), region_types(R), torch.full((m,), WRITE), region_types(R)])
     offsets = torch.full_like(types, -1)
     offsets[types == TRANSITION] = torch.arange(2 * R)
     return types, offsets
@@ -76,29 +84,35 @@ def compressed_window(region_len: int) -> tuple[torch.Tensor, torch.Tensor]:
 def next_type_targets(types: torch.Tensor) -> torch.Tensor:
     """Token-type targets: the type of the next token. types (..., L) -> (..., L).
 
-    The last position of a window is always a ``</compress>`` in training, followed by ``<compress>``.
+    The last position of a window is always a ``</compress>`` in training, followed by ``<compress>`` (or, with
+    memory, by the write tokens, which are not predicted: ``IGNORE``).
     """
-    return torch.cat([types[..., 1:], torch.full_like(types[..., :1], OPEN)], dim=-1)
+    targets = torch.cat([types[..., 1:], torch.full_like(types[..., :1], OPEN)], dim=-1)
+    return torch.where(targets >= N_TOKEN_TYPES, IGNORE, targets)
 
 
-# In-context rollout, compressed mode: the context starts as ``<c>``; when a region of n transitions closes it
-# becomes ``<c> region </c> <c>`` (``region_prefix_len(n)`` tokens) and the next region is appended after it.
-FIRST_TRANSITION = 1  # position of a region's first transition after a context's opening <c>
+# In-context rollout, compressed mode: the context starts as ``[memory] <c>``; when a region of n transitions closes
+# it becomes ``[memory] <c> region </c> [write] <c>`` (``region_prefix_len(n)`` tokens) and the next region is
+# appended after it.
+def first_transition(memory_tokens: int = 0) -> int:
+    """Position of a region's first transition after a context's memory and opening ``<c>``."""
+    return memory_tokens + 1
 
 
-def kept_region_markers(n_transitions):
-    """Positions of the ``</c>`` and the following ``<c>`` after a kept region of ``n_transitions``."""
-    close = FIRST_TRANSITION + n_transitions
-    return close, close + 1
+def kept_region_markers(n_transitions, memory_tokens: int = 0):
+    """Positions of the ``</c>``, the first write token and the following ``<c>`` after a kept region of
+    ``n_transitions`` (int or tensor)."""
+    close = first_transition(memory_tokens) + n_transitions
+    return close, close + 1, close + 1 + memory_tokens
 
 
-def region_prefix_len(n_transitions):
-    """Length of the context ``<c> region </c> <c>`` that remains after a region closes."""
-    return n_transitions + 3
+def region_prefix_len(n_transitions, memory_tokens: int = 0):
+    """Length of the context ``[memory] <c> region </c> [write] <c>`` that remains after a region closes."""
+    return n_transitions + 3 + 2 * memory_tokens
 
 
 def max_context_len(config: dict) -> int:
     """Longest sequence the model ever sees (sizes the position table)."""
     if config['use_compressed_context']:
-        return 2 * config['compress_interval'] + 4
+        return 2 * config['compress_interval'] + 4 + 2 * config['memory_tokens']
     return config['n_transit']

@@ -22,8 +22,8 @@ import torch
 
 from env import env_spec
 from env.batched import BatchedEnv
-from model.layout import (CLOSE, FIRST_TRANSITION, OPEN, TRANSITION, kept_region_markers, no_action, obs_index,
-                          region_prefix_len)
+from model.layout import (CLOSE, MEMORY, OPEN, TRANSITION, WRITE, first_transition, kept_region_markers, no_action,
+                          obs_index, region_prefix_len)
 from model.transformer import ADTransformer, KVCache
 from utils import autocast
 
@@ -60,14 +60,22 @@ class InContextRollout:
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
         self._closed: list[torch.Tensor] = []  # lengths of the closed regions, one tensor per close event
+        self.m = config['memory_tokens']
+        if self.m:
+            # ``memory``: what each row's memory tokens hold now; ``written``: what its write tokens wrote, which
+            # becomes the memory at the next close (before the first close nothing has been dropped yet)
+            self.memory = model.initial_memory(self.B).detach().clone().float()
+            self.written = self.memory.clone()
         if self.compressed:
-            self.ctx_len = torch.ones(self.B, dtype=torch.long, device=self.device)  # the opening <c>
+            start = first_transition(self.m)  # [memory] <c>
+            self.ctx_len = torch.full((self.B,), start, dtype=torch.long, device=self.device)
             self.region_len = torch.zeros(self.B, dtype=torch.long, device=self.device)
-            self._max_ctx_len = torch.ones((), dtype=torch.long, device=self.device)
-            self.ctx['types'][:, 0] = OPEN
+            self._max_ctx_len = torch.tensor(start, device=self.device)
+            self.ctx['types'][:, :self.m] = MEMORY
+            self.ctx['types'][:, self.m] = OPEN
             if use_cache:
                 with self.autocast:
-                    self._prefill(self.rows, 1)
+                    self._prefill(self.rows, start)
 
     # ------------------------------------------------------------------ context bookkeeping
     def _standard_len(self) -> int:
@@ -101,10 +109,14 @@ class InContextRollout:
         """Lengths of the regions closed so far, one (rows closing,) tensor per close event."""
         return [x.cpu() for x in self._closed]
 
+    def _memory(self, rows):
+        return self.memory[rows] if self.m else None
+
     def _prefill(self, rows: torch.Tensor, width: int):
-        """Re-encode the first ``width`` context tokens of ``rows`` into the cache."""
+        """Re-encode the first ``width`` context tokens of ``rows`` into the cache; returns what they wrote."""
         fields = [self.ctx[f][rows, :width] for f in FIELDS]
-        return self.model.prefill(*fields, cache=self.cache, rows=rows, lengths=self.ctx_len[rows])
+        return self.model.prefill(*fields, cache=self.cache, rows=rows, lengths=self.ctx_len[rows],
+                                  memory=self._memory(rows))[2]
 
     def _recompute(self):
         """Logits at each row's last context position from a full forward pass (no cache)."""
@@ -113,11 +125,12 @@ class InContextRollout:
         else:
             width = self._standard_len()
             last = torch.full((self.B,), width - 1, device=self.device)
-        action_logits, type_logits = self.model(*[self.ctx[f][:, :width] for f in FIELDS])
+        action_logits, type_logits, _ = self.model.window(*[self.ctx[f][:, :width] for f in FIELDS],
+                                                          memory=self._memory(self.rows))
         return action_logits[self.rows, last], (type_logits[self.rows, last] if type_logits is not None else None)
 
     def _close_regions(self, rows: torch.Tensor, width: int) -> None:
-        """Rows ``rows``: the context becomes ``<c> current region </c> <c>``; re-encode it.
+        """Rows ``rows``: the context becomes ``[memory] <c> current region </c> [write] <c>``; re-encode it.
 
         ``width`` bounds the closing regions' lengths (known on the host for the fixed trigger).
         """
@@ -125,16 +138,25 @@ class InContextRollout:
         self._closed.append(n)
         start = self.ctx_len[rows] - n  # first transition of the current region
         src = (start[:, None] + torch.arange(width, device=self.device)).clamp(max=self.ctx['types'].shape[1] - 1)
+        first = first_transition(self.m)
         for f in FIELDS:
-            self.ctx[f][rows, FIRST_TRANSITION:FIRST_TRANSITION + width] = self.ctx[f][rows[:, None], src]
-        close, reopen = kept_region_markers(n)  # n varies per row with the model trigger
-        self.ctx['types'][rows, 0] = OPEN
+            self.ctx[f][rows, first:first + width] = self.ctx[f][rows[:, None], src]
+        close, write, reopen = kept_region_markers(n, self.m)  # n varies per row with the model trigger
+        self.ctx['types'][rows, self.m] = OPEN
         self.ctx['types'][rows, close] = CLOSE
+        if self.m:
+            self.ctx['types'][rows[:, None], write[:, None] + torch.arange(self.m, device=self.device)] = WRITE
+            self.memory[rows] = self.written[rows]  # the dropped region now lives in the memory
         self.ctx['types'][rows, reopen] = OPEN
-        self.ctx_len[rows] = region_prefix_len(n)
+        self.ctx_len[rows] = region_prefix_len(n, self.m)
         self.region_len[rows] = 0
+        width = region_prefix_len(width, self.m)
         if self.use_cache:
-            self._prefill(rows, region_prefix_len(width))
+            written = self._prefill(rows, width)
+        elif self.m:
+            written = self.model.window(*[self.ctx[f][rows, :width] for f in FIELDS], memory=self._memory(rows))[2]
+        if self.m:
+            self.written[rows] = written.float()
 
     def _maybe_close_regions(self, type_logits) -> None:
         """Compressed mode, after a step: close the regions that end here."""

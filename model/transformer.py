@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from env import env_spec
-from model.layout import N_TOKEN_TYPES, TRANSITION, max_context_len
+from model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE, max_context_len
 
 
 @dataclass
@@ -28,13 +28,15 @@ class ModelConfig:
     dropout: float
     max_len: int
     compressed: bool
+    memory_tokens: int = 0
 
     @classmethod
     def from_config(cls, c: dict) -> 'ModelConfig':
         return cls(obs_sizes=tuple(env_spec(c).obs_sizes(c['grid_size'])), num_actions=c['num_actions'],
                    n_embd=c['tf_n_embd'],
                    n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
-                   dropout=c['tf_dropout'], max_len=max_context_len(c), compressed=c['use_compressed_context'])
+                   dropout=c['tf_dropout'], max_len=max_context_len(c), compressed=c['use_compressed_context'],
+                   memory_tokens=c['memory_tokens'])
 
 
 class KVCache:
@@ -102,10 +104,14 @@ class Block(nn.Module):
 class ADTransformer(nn.Module):
     """Tokens in, action logits (and token-type logits in compressed mode) out, at every position.
 
-    A token is given by four (B, L) tensors: ``types`` (0 transition, 1 <compress>, 2 </compress>),
-    ``obs`` (observation index, ``layout.obs_index``), ``prev_action`` (num_actions = none) and ``prev_reward``
-    (float); marker
-    positions ignore the last three.
+    A token is given by four (B, L) tensors: ``types`` (``model.layout``: transition, <compress>, </compress>,
+    memory, write), ``obs`` (observation index, ``layout.obs_index``), ``prev_action`` (num_actions = none) and
+    ``prev_reward`` (float); the other token types ignore the last three.
+
+    With ``memory_tokens`` = m > 0 (compressed mode), a window also holds m memory tokens, whose input vectors
+    (B, m, D) are the memory, and m write tokens, whose outputs become the memory of the next window
+    (``model.layout``). Training sequences of consecutive windows (S, K, L) are run window after window inside
+    one ``forward``, the memory handed on between them with its gradient.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -117,14 +123,22 @@ class ADTransformer(nn.Module):
         self.obs_emb = nn.ModuleList(nn.Embedding(size, D) for size in cfg.obs_sizes)
         self.action_emb = nn.Embedding(cfg.num_actions + 1, D)
         self.reward_emb = nn.Linear(1, D, bias=False)
-        self.type_emb = nn.Embedding(N_TOKEN_TYPES, D)  # rows 1 and 2 are the learned marker embeddings
+        # rows 1 and 2 are the learned marker embeddings; rows 3 and 4 mark memory and write tokens
+        self.type_emb = nn.Embedding(N_INPUT_TYPES if cfg.memory_tokens else N_TOKEN_TYPES, D)
         self.pos_emb = nn.Embedding(cfg.max_len, D)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(D)
         self.action_head = nn.Linear(D, cfg.num_actions)
         self.type_head = nn.Linear(D, N_TOKEN_TYPES) if cfg.compressed else None
+        if cfg.memory_tokens:
+            self.memory_init = nn.Parameter(torch.empty(cfg.memory_tokens, D))  # the memory before any region
+            self.write_emb = nn.Parameter(torch.empty(cfg.memory_tokens, D))    # one learned query per write slot
+            self.memory_out = nn.Linear(D, D)  # write tokens' outputs -> next window's memory inputs
         self.apply(self._init)
+        if cfg.memory_tokens:
+            nn.init.normal_(self.memory_init, std=0.02)
+            nn.init.normal_(self.write_emb, std=0.02)
 
     @staticmethod
     def _init(m):
@@ -141,28 +155,69 @@ class ADTransformer(nn.Module):
             obs = obs // size
         return out
 
-    def embed(self, types, obs, prev_action, prev_reward, positions):
-        """(B, L) fields -> (B, L, D)."""
+    def embed(self, types, obs, prev_action, prev_reward, positions, memory=None):
+        """(B, L) fields -> (B, L, D). ``memory`` (B, m, D) fills the memory tokens, in order."""
         is_transition = (types == TRANSITION).unsqueeze(-1)
         content = self.embed_obs(obs) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
-        return self.type_emb(types) + torch.where(is_transition, content, 0) + self.pos_emb(positions)
+        x = self.type_emb(types) + torch.where(is_transition, content, 0) + self.pos_emb(positions)
+        if self.cfg.memory_tokens:
+            m = self.cfg.memory_tokens
+            is_memory, is_write = (types == MEMORY), (types == WRITE)
+            memory_slot = (is_memory.long().cumsum(-1) - 1).clamp(0, m - 1)  # (B, L): which memory vector
+            write_slot = (is_write.long().cumsum(-1) - 1).clamp(0, m - 1)
+            if memory is not None:
+                read = memory.gather(1, memory_slot[..., None].expand(*memory_slot.shape, memory.shape[-1]))
+                x = x + torch.where(is_memory[..., None], read.to(x.dtype), 0)
+            x = x + torch.where(is_write[..., None], self.write_emb[write_slot], 0)
+        return x
 
     def _heads(self, h):
         h = self.ln_f(h)
         type_logits = self.type_head(h) if self.type_head is not None else None
         return self.action_head(h), type_logits
 
-    def forward(self, types, obs, prev_action, prev_reward, kv_out: list | None = None):
-        """Full causal pass over (B, L) tokens at positions 0..L-1.
+    def initial_memory(self, batch: int) -> torch.Tensor:
+        """The memory before any region has been written: (batch, m, D)."""
+        return self.memory_init.expand(batch, -1, -1)
 
-        Returns (action_logits (B, L, A), type_logits (B, L, 3) or None). With ``kv_out`` (a list), the
-        keys and values of every layer are appended to it, for filling a ``KVCache``.
+    def window(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None):
+        """One causal pass over (B, L) tokens at positions 0..L-1.
+
+        Returns (action_logits (B, L, A), type_logits (B, L, 3) or None, written memory (B, m, D) or None). The
+        written memory is read from the write tokens (memory models; meaningless for rows without them). With
+        ``kv_out`` (a list), the keys and values of every layer are appended to it, for filling a ``KVCache``.
         """
+        if self.cfg.memory_tokens and memory is None:
+            memory = self.initial_memory(types.shape[0])
         positions = torch.arange(types.shape[1], device=types.device)
-        x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions))
+        x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions, memory))
         for block in self.blocks:
             x = block(x, kv_out)
-        return self._heads(x)
+        h = self.ln_f(x)
+        action_logits = self.action_head(h)
+        type_logits = self.type_head(h) if self.type_head is not None else None
+        written = None
+        if self.cfg.memory_tokens:
+            # each row's write tokens, in order (stable sort puts them first)
+            where = torch.argsort((types != WRITE).to(torch.int8), dim=1, stable=True)[:, :self.cfg.memory_tokens]
+            written = self.memory_out(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])))
+        return action_logits, type_logits, written
+
+    def forward(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None):
+        """Tokens (B, L) -> (action_logits (B, L, A), type_logits (B, L, 3) or None).
+
+        Memory models also take training sequences (S, K, L) of K consecutive windows and return (S, K, L, ...)
+        logits: the windows run one after the other, each reading the memory the previous one wrote (the first
+        reads ``memory``, by default the initial memory).
+        """
+        if types.dim() == 2:
+            return self.window(types, obs, prev_action, prev_reward, memory, kv_out)[:2]
+        outputs = []
+        for k in range(types.shape[1]):  # a recurrence: window k needs the memory window k - 1 wrote
+            action_logits, type_logits, memory = self.window(types[:, k], obs[:, k], prev_action[:, k],
+                                                             prev_reward[:, k], memory)
+            outputs.append((action_logits, type_logits))
+        return torch.stack([a for a, _ in outputs], 1), torch.stack([t for _, t in outputs], 1)
 
     @torch.no_grad()
     def decode(self, types, obs, prev_action, prev_reward, cache: KVCache):
@@ -180,14 +235,15 @@ class ADTransformer(nn.Module):
 
     @torch.no_grad()
     def prefill(self, types, obs, prev_action, prev_reward, cache: KVCache, rows: torch.Tensor,
-                lengths: torch.Tensor):
+                lengths: torch.Tensor, memory=None):
         """Encode (n, P) token prefixes from position 0 into the cache rows ``rows`` (n,).
 
-        ``lengths`` (n,) are the valid prefix lengths (right padding beyond them is never attended).
-        Returns the logits at each row's last valid position: ((n, A), (n, 3) or None).
+        ``lengths`` (n,) are the valid prefix lengths (right padding beyond them is never attended); ``memory``
+        (n, m, D) fills their memory tokens. Returns the logits at each row's last valid position and the memory
+        the prefixes wrote: ((n, A), (n, 3) or None, (n, m, D) or None).
         """
         kv: list = []
-        action_logits, type_logits = self.forward(types, obs, prev_action, prev_reward, kv_out=kv)
+        action_logits, type_logits, written = self.window(types, obs, prev_action, prev_reward, memory, kv_out=kv)
         P = types.shape[1]
         for layer, (k, v) in enumerate(kv):
             cache.k[layer, rows, :, :P] = k.to(cache.k.dtype)
@@ -195,7 +251,7 @@ class ADTransformer(nn.Module):
         cache.length[rows] = lengths
         last = lengths - 1
         idx = torch.arange(len(rows), device=types.device)
-        return action_logits[idx, last], (type_logits[idx, last] if type_logits is not None else None)
+        return action_logits[idx, last], (type_logits[idx, last] if type_logits is not None else None), written
 
 
 def build_model(config: dict) -> ADTransformer:

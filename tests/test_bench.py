@@ -1,4 +1,4 @@
-"""python -m bench.bench: both modes side by side, each measured once per batch size."""
+"""python -m bench.bench: the modes side by side, each measured once per batch size."""
 import json
 
 import pytest
@@ -12,10 +12,12 @@ POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_ste
             'tokens', 'targets_per_window')
 
 
+MODES = ('standard', 'compressed', 'memory')
+
+
 @pytest.mark.parametrize('extra, expected', [
-    ([], {('standard', 'default', 16), ('compressed', 'default', 16)}),  # equal-batch rows would repeat them
-    (['--batch', '8'], {(m, c, b) for m in ('standard', 'compressed')
-                        for c, b in (('default', 16), ('equal_batch', 8))}),
+    ([], {(m, 'default', 16) for m in MODES}),  # equal-batch rows would repeat them
+    (['--batch', '8'], {(m, c, b) for m in MODES for c, b in (('default', 16), ('equal_batch', 8))}),
 ])
 def test_quick_bench_measures_each_mode_once_per_batch(tmp_path, extra, expected):
     out = tmp_path / 'bench.json'
@@ -38,7 +40,9 @@ def test_quick_bench_measures_each_mode_once_per_batch(tmp_path, extra, expected
         pair = {r['mode']: r for r in rows if r['batch'] == batch}
         assert pair['compressed']['tokens'] < pair['standard']['tokens']
         assert pair['compressed']['targets_per_window'] < pair['standard']['targets_per_window']
-        assert f'equal batch {batch}: compressed' in proc.stdout
+        assert pair['memory']['tokens'] == pair['compressed']['tokens'] + 8  # 4 memory and 4 write tokens
+        assert f'equal batch {batch}: compressed / standard' in proc.stdout
+        assert f'equal batch {batch}: memory / compressed' in proc.stdout
 
 
 def test_bench_refuses_two_settings():

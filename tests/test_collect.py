@@ -122,7 +122,7 @@ def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir,
 def test_quick_collect_shows_learning(tmp_path, workdir):
     proc = run_script('collect.py', '--quick', *workdir)
     assert proc.returncode == 0, proc.stderr
-    line = [l for l in proc.stdout.splitlines() if 'first rollout' in l][0]
+    line = next(text for text in proc.stdout.splitlines() if 'first rollout' in text)
     first = float(line.split('first rollout ')[1].split(',')[0])
     last = float(line.split('last rollout ')[1].split(',')[0])
     assert last > 3 * first  # the histories record real learning, even in the tiny setting

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 import model.rollout
 from env import tasks_of
 from model import build_model
-from model.layout import CLOSE, OPEN, TRANSITION
+from model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
 from model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 from config_schema import load_config
@@ -29,9 +29,13 @@ def random_model(config, seed=0):
     return m.eval()
 
 
-@pytest.mark.parametrize('compressed, trigger', [(False, 'fixed'), (True, 'fixed'), (True, 'model')])
-def test_kv_cached_rollout_matches_recomputing_the_whole_context(compressed, trigger):
-    config = tiny(compressed)
+MEMORY = ['memory_tokens=2', 'memory_unroll=2']
+
+
+@pytest.mark.parametrize('compressed, trigger, memory', [(False, 'fixed', []), (True, 'fixed', []), (True, 'model', []),
+                                                         (True, 'fixed', MEMORY), (True, 'model', MEMORY)])
+def test_kv_cached_rollout_matches_recomputing_the_whole_context(compressed, trigger, memory):
+    config = tiny(compressed, *memory)
     m = random_model(config)
     goals = torch.tensor([[4, 2], [0, 5], [8, 8], [1, 1]])
     logits = []
@@ -45,24 +49,47 @@ def test_kv_cached_rollout_matches_recomputing_the_whole_context(compressed, tri
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-5)
 
 
-def test_compressed_context_never_exceeds_two_regions():
-    config = tiny(True)
+@pytest.mark.parametrize('m', [0, 2])
+def test_compressed_context_never_exceeds_two_regions(m):
+    config = tiny(True, f'memory_tokens={m}', 'memory_unroll=2')
     R = config['compress_interval']
     r = InContextRollout(random_model(config), config, torch.tensor([[4, 2], [0, 5]]), seed=0)
+    memory, write = [MEMORY_TYPE] * m, [WRITE] * m
     for step in range(1, 5 * R + 1):
         r.step()
         types = r.ctx['types']
         for b in range(2):
             ctx = types[b, :r.ctx_len[b]].tolist()
-            n_regions = ctx.count(OPEN)
-            assert n_regions <= 2 and ctx[0] == OPEN
+            assert ctx.count(OPEN) <= 2 and ctx[:m + 1] == memory + [OPEN]
             current = step % R
-            if current == 0:  # a region just closed: <c> closed region </c> <c>
-                assert ctx == [OPEN] + [TRANSITION] * R + [CLOSE, OPEN]
-            elif step > R:  # <c> previous </c> <c> current so far
-                assert ctx == [OPEN] + [TRANSITION] * R + [CLOSE, OPEN] + [TRANSITION] * current
-    assert r.max_ctx_len == 2 * R + 3
+            if current == 0:  # a region just closed: [memory] <c> closed region </c> [write] <c>
+                assert ctx == memory + [OPEN] + [TRANSITION] * R + [CLOSE] + write + [OPEN]
+            elif step > R:  # [memory] <c> previous </c> [write] <c> current so far
+                assert ctx == memory + [OPEN] + [TRANSITION] * R + [CLOSE] + write + [OPEN] + [TRANSITION] * current
+    assert r.max_ctx_len == 2 * R + 3 + 2 * m
     assert all(x.tolist() == [R, R] for x in r.closed_region_lengths)
+
+
+def test_training_sequences_see_the_memory_exactly_as_the_rollout_does():
+    config = tiny(True, *MEMORY)
+    R, m = config['compress_interval'], config['memory_tokens']
+    model = random_model(config)
+    r = InContextRollout(model, config, torch.tensor([[4, 2], [0, 5]]), seed=3)
+    tokens, real_append = [], r._append
+    r._append = lambda token: tokens.append(dict(token)) or real_append(token)
+    logits = torch.stack([r.step()[2] for _ in range(3 * R)], 1)  # (B, 3R, A): regions 0, 1, 2
+    stream = {f: torch.stack([t[f] for t in tokens], 1) for f in ('obs', 'prev_action', 'prev_reward')}
+    # the same transitions as one training sequence of two windows, (region 0, region 1) and (region 1, region 2),
+    # the memory of the second written by the first
+    types, offsets = compressed_window(R, m)
+    steps = torch.stack([k * R + offsets.clamp(min=0) for k in range(2)])  # (2, L)
+    fields = [types.expand(2, 2, -1)] + [stream[f][:, steps] for f in ('obs', 'prev_action', 'prev_reward')]
+    with torch.no_grad():
+        trained, _ = model(*fields)  # (B, 2, L, A)
+    positions = (types == TRANSITION).nonzero().squeeze(1)
+    torch.testing.assert_close(trained[:, 0, positions], logits[:, :2 * R], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(trained[:, 1, positions[R:]], logits[:, 2 * R:], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(r.memory, model.initial_memory(2))  # by region 3 the memory holds region 1
 
 
 def test_model_trigger_closes_regions_where_the_head_says():

@@ -19,8 +19,9 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
         assert result.shape == (8 * 4, 20) and np.isfinite(result).all()
         assert (runs / name / 'in_context_curve.png').stat().st_size > 1000
     table = (runs / 'comparison.md').read_text()
-    for row in ('Training speed (steps/s)', 'Peak memory', 'Test accuracy (test/acc_action)', 'Eval reward (mean ± std)'):
-        line = next(l for l in table.splitlines() if l.startswith(f'| {row}'))
+    rows = ('Training speed (steps/s)', 'Peak memory', 'Test accuracy (test/acc_action)', 'Eval reward (mean ± std)')
+    for row in rows:
+        line = next(text for text in table.splitlines() if text.startswith(f'| {row}'))
         numbers = re.findall(r'\d+(?:\.\d+)?', line.split('|', 2)[2])
         assert len(numbers) >= 3, line  # standard, compressed and their ratio
     assert (tmp_path / 'figs' / 'comparison.png').stat().st_size > 1000

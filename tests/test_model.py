@@ -10,15 +10,15 @@ from synthetic_histories import synthetic_history
 from tests.helpers import TINY_COMPRESSED, TINY_STANDARD
 
 
-def tiny_config(compressed: bool):
+def tiny_config(compressed: bool, *extra):
     if compressed:
-        return load_config('config/model/ad_dr_compressed.yaml', overrides=TINY_COMPRESSED)
-    return load_config(overrides=TINY_STANDARD)
+        return load_config('config/model/ad_dr_compressed.yaml', overrides=TINY_COMPRESSED + list(extra))
+    return load_config(overrides=TINY_STANDARD + list(extra))
 
 
 def sampler_for(config, n_goals=3, seed=0):
-    hist = [synthetic_history(config, (i, 8 - i), config['n_stream'], config['train_source_timesteps'], config['n_steps'],
-                              seed=seed + i) for i in range(n_goals)]
+    hist = [synthetic_history(config, (i, 8 - i), config['n_stream'], config['train_source_timesteps'],
+                              config['n_steps'], seed=seed + i) for i in range(n_goals)]
     streams = {k: np.concatenate([np.swapaxes(h[k], 0, 1) for h in hist])
                for k in ('states', 'actions', 'rewards', 'compress_markers')}
     return WindowSampler(streams, config, torch.device('cpu')), streams
@@ -73,7 +73,8 @@ def test_compressed_windows_hold_exactly_the_previous_and_current_region():
         assert batch['obs'][b][is_tr[b]].tolist() == tokens['obs'][seq[b], steps].tolist()
         assert batch['action'][b][is_tr[b]].tolist() == tokens['action'][seq[b], steps].tolist()
         # the dataset's own markers agree with where the window puts <c> and </c>
-        assert markers[seq[b], steps][[0, R]].tolist() == [1, 1] and markers[seq[b], steps][[R - 1, -1]].tolist() == [2, 2]
+        assert markers[seq[b], steps][[0, R]].tolist() == [1, 1]
+        assert markers[seq[b], steps][[R - 1, -1]].tolist() == [2, 2]
     assert (batch['action'][~is_tr] == IGNORE).all()
 
 
@@ -126,3 +127,27 @@ def test_the_sampler_can_draw_every_window_including_the_last_of_each_stream(com
     window = sampler.windows(torch.tensor([1]), torch.tensor([last_start]))
     targets = window['action'][0][window['types'][0] == TRANSITION]
     assert targets[-1].item() == streams['actions'][1, -1] and len(targets) == (2 * R if compressed else L)
+
+
+def test_memory_sequences_are_consecutive_region_pairs_and_gradients_cross_the_hand_off():
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=3', 'train_batch_size=6', 'test_batch_size=6')
+    R = config['compress_interval']
+    sampler, streams = sampler_for(config)
+    seq, start = sampler.draw(5000, torch.Generator().manual_seed(0))
+    T = streams['actions'].shape[1]
+    assert set(start.tolist()) == set(range(0, T - 3 * R, R))  # the last sequence ends with the last region
+    batch = sampler.sequences(torch.tensor([1]), torch.tensor([T - 4 * R]))
+    assert batch['types'].shape == (1, 3, 2 * R + 4 + 4)
+    is_tr = batch['types'][0, 0] == TRANSITION
+    for k in range(3):  # window k holds regions j + k and j + k + 1
+        steps = T - 4 * R + k * R + torch.arange(2 * R)
+        assert batch['action'][0, k][is_tr].tolist() == streams['actions'][1, steps].tolist()
+    torch.manual_seed(0)
+    model = build_model(config)
+    batch = sampler.sample(6, torch.Generator().manual_seed(1))  # 2 sequences of 3 windows
+    batch = {k: v.clone() for k, v in batch.items()}
+    batch['action'][:, :2] = IGNORE  # only the last window's targets: its loss reaches the earlier ones only
+    batch['type_target'][:, :2] = IGNORE  # through the memory they wrote
+    ad_losses(model, batch, 0.1)['loss'].backward()
+    assert model.memory_out.weight.grad.abs().sum() > 0 and model.write_emb.grad.abs().sum() > 0
+    assert model.memory_init.grad.abs().sum() > 0

@@ -23,12 +23,19 @@ def scalars(run):
     return {t: [e.value for e in ea.Scalars(t)] for t in ea.Tags()['scalars']}
 
 
-@pytest.mark.parametrize('compressed', [False, True])
-def test_train_fills_the_run_directory_and_logs_every_tag(tmp_path, workdir, tiny_dataset, compressed):
-    args = (COMPRESSED + TINY_COMPRESSED if compressed else TINY_STANDARD) + workdir
+MEMORY = ['--config', 'config/model/ad_dr_compressed_memory.yaml'] + TINY_COMPRESSED + ['memory_unroll=2']
+MODE_ARGS = {'standard': TINY_STANDARD, 'compressed': COMPRESSED + TINY_COMPRESSED, 'memory': MEMORY}
+RUN_NAMES = {'standard': 'AD-darkroom-seed0', 'compressed': 'AD-darkroom-compressed-seed0',
+             'memory': 'AD-darkroom-compressed-memory-seed0'}
+
+
+@pytest.mark.parametrize('mode', ['standard', 'compressed', 'memory'])
+def test_train_fills_the_run_directory_and_logs_every_tag(tmp_path, workdir, tiny_dataset, mode):
+    args = MODE_ARGS[mode] + workdir
+    compressed = mode != 'standard'
     proc = run_script('train.py', *args)
     assert proc.returncode == 0, proc.stderr
-    run = tmp_path / 'runs' / ('AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0')
+    run = tmp_path / 'runs' / RUN_NAMES[mode]
     assert (run / 'config.yaml').exists() and (run / 'ckpt-4.pt').exists() and (run / 'ckpt-8.pt').exists()
     logged = scalars(run)
     assert TAGS <= set(logged)
@@ -50,10 +57,10 @@ def test_token_type_accuracy_rises_well_above_chance(tmp_path, workdir, tiny_dat
     assert logged['train/acc_token_type'][-1] > 0.8 and logged['test/acc_token_type'][-1] > 0.8
 
 
-@pytest.mark.parametrize('compressed', [False, True])
-def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path, workdir, tiny_dataset, compressed):
-    args = (COMPRESSED + TINY_COMPRESSED if compressed else TINY_STANDARD) + workdir + ['tf_dropout=0.1']
-    name = 'AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0'
+@pytest.mark.parametrize('mode', ['standard', 'compressed', 'memory'])
+def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path, workdir, tiny_dataset, mode):
+    args = MODE_ARGS[mode] + workdir + ['tf_dropout=0.1']
+    name = RUN_NAMES[mode]
     assert run_script('train.py', *args).returncode == 0
     full = torch.load(tmp_path / 'runs' / name / 'ckpt-8.pt', weights_only=False)
     other = tmp_path / 'runs2'

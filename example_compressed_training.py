@@ -1,8 +1,9 @@
-"""The whole workflow in one command: collect, train both modes, evaluate both, compare.
+"""The whole workflow in one command: collect, train standard and compressed AD, evaluate both, compare.
 
     python example_compressed_training.py --mode all            # full scale (use a GPU for training)
     python example_compressed_training.py --mode all --quick    # tiny smoke test, a few minutes on 2 CPU cores
     python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2   # the CPU protocol
+    python example_compressed_training.py --mode all --cpu --modes standard,compressed,memory --seeds 0,1
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
 
 Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per

@@ -1,4 +1,4 @@
-"""Throughput of standard vs compressed-context AD, side by side, in one command.
+"""Throughput and memory of standard, compressed and compressed-with-memory AD, side by side, in one command.
 
     python -m bench.bench                                   # both modes on cuda if present, else cpu
     python -m bench.bench --device cpu --json bench_cpu.json
@@ -9,10 +9,10 @@
 
 Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
 unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: standard
-(config/model/ad_dr.yaml) and compressed (config/model/ad_dr_compressed.yaml), each at its own
-``train_batch_size`` (config 'default') and both at the common ``--batch`` (config 'equal_batch', default: the
-standard config's ``train_batch_size``); a row that would repeat another (same mode, same batch) is measured
-once. After each row the remaining time is estimated from the rows so far. Per row:
+(config/model/ad_dr.yaml), compressed (config/model/ad_dr_compressed.yaml) and compressed with memory
+(config/model/ad_dr_compressed_memory.yaml), each at its own ``train_batch_size`` (config 'default') and all at
+the common ``--batch`` (config 'equal_batch', default: the standard config's ``train_batch_size``); a row that
+would repeat another (same mode, same batch) is measured once. After each row the remaining time is estimated from the rows so far. Per row:
 
 * train step time: the mean over ``--steps`` timed steps after ``--warmup`` untimed ones. One step is
   the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
@@ -31,7 +31,8 @@ once. After each row the remaining time is estimated from the rows so far. Per r
   after the context has reached its steady state (standard: full and sliding after ``n_transit``
   steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
 
-Then the ratios compressed / standard at the equal batch size. ``--json FILE`` writes the rows.
+Then the ratios compressed / standard and memory / compressed at each batch size they share. ``--json FILE``
+writes the rows.
 
 ``--collect`` measures PPO collection instead: ``algorithm.ppo.learn_task`` on 2 tasks with the PPO
 config (one torch thread) and reports seconds per goal per core.

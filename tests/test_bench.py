@@ -1,8 +1,6 @@
 """python -m bench.bench: the modes side by side, each measured once per batch size."""
 import json
 
-import pytest
-
 from tests.helpers import assert_user_error, run_script
 
 REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'peak_mib', 'device',
@@ -10,24 +8,29 @@ REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', '
             'commit', 'peak_measure'}
 POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_steps_per_s', 'eval_transitions_per_s',
             'tokens', 'targets_per_window')
-
-
 MODES = ('standard', 'compressed', 'memory')
 
 
-@pytest.mark.parametrize('extra, expected', [
-    ([], {(m, 'default', 16) for m in MODES}),  # equal-batch rows would repeat them
-    (['--batch', '8'], {(m, c, b) for m in MODES for c, b in (('default', 16), ('equal_batch', 8))}),
-])
-def test_quick_bench_measures_each_mode_once_per_batch(tmp_path, extra, expected):
+def bench_rows(tmp_path, *extra):
     out = tmp_path / 'bench.json'
     proc = run_script('-m', 'bench.bench', '--quick', '--device', 'cpu', '--json', out, *extra, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'cpu_max_rss' in proc.stdout and 'equal batch' in proc.stdout
+    return proc, json.loads(out.read_text())
+
+
+def test_no_row_repeats_a_mode_at_a_batch_size(tmp_path):
+    _, rows = bench_rows(tmp_path, '--steps', '1', '--warmup', '0', '--eval-steps', '1')
+    # at the default batch (16 for every mode) the equal-batch rows would repeat the default ones
+    assert sorted((r['mode'], r['config'], r['batch']) for r in rows) == sorted((m, 'default', 16) for m in MODES)
+
+
+def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
+    proc, rows = bench_rows(tmp_path, '--batch', '8')
+    assert 'cpu_max_rss' in proc.stdout
     assert 'remaining row(s)' in proc.stderr  # the time still to go, estimated from the rows so far
 
-    rows = json.loads(out.read_text())
-    assert {(r['mode'], r['config'], r['batch']) for r in rows} == expected and len(rows) == len(expected)
+    expected = {(m, c, b) for m in MODES for c, b in (('default', 16), ('equal_batch', 8))}
+    assert {(r['mode'], r['config'], r['batch']) for r in rows} == expected and len(rows) == 6
     for r in rows:
         assert REQUIRED <= set(r), REQUIRED - set(r)
         assert r['device'] == 'cpu' and r['peak_measure'] == 'cpu_max_rss'
@@ -36,7 +39,7 @@ def test_quick_bench_measures_each_mode_once_per_batch(tmp_path, extra, expected
         assert abs(r['action_targets_per_s'] - r['batch'] * r['targets_per_window'] / r['step_ms'] * 1e3) \
             < 1e-6 * r['action_targets_per_s']
         assert r['eval_transitions_per_s'] == r['eval_steps_per_s'] * r['eval_rows']
-    for batch in {r['batch'] for r in rows}:
+    for batch in (8, 16):
         pair = {r['mode']: r for r in rows if r['batch'] == batch}
         assert pair['compressed']['tokens'] < pair['standard']['tokens']
         assert pair['compressed']['targets_per_window'] < pair['standard']['targets_per_window']

@@ -15,7 +15,7 @@ demo: $(VENV)/.installed
 	$(PY) example_compressed_training.py --mode all --quick
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.bench

@@ -10,7 +10,13 @@ from tests.helpers import ROOT, assert_user_error, run_script
 QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
 
 
+# the quick setting, with PPO and training cut short: this test is about the workflow, `make demo` runs it in full
+SHORT = ['n_stream=4', 'ppo_batch_size=80', 'train_source_timesteps=320', 'train_timesteps=120', 'eval_interval=60',
+         'ckpt_interval=60']
+
+
 def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdir):
+    workdir = workdir + SHORT
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / 'runs'

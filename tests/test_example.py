@@ -16,8 +16,8 @@ SHORT = ['n_stream=4', 'ppo_batch_size=80', 'train_source_timesteps=320', 'train
 
 
 def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdir):
-    workdir = workdir + SHORT
-    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir)
+    overrides = [*workdir, *SHORT]
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *overrides)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / 'runs'
     for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):
@@ -33,13 +33,13 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
     assert (tmp_path / 'figs' / 'comparison.png').stat().st_size > 1000
     assert re.search(r'\| train compressed AD \| \d+\.\d s \|', table)  # wall time of every stage
     # a second run reuses the dataset, the finished runs and their evaluations
-    again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir)
+    again = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *overrides)
     assert again.returncode == 0, again.stderr
     assert 'reusing the existing dataset' in again.stdout and again.stdout.count('reusing the finished run') == 2
     assert again.stdout.count("reusing '") == 2
     assert '| collect | reused |' in (runs / 'comparison.md').read_text()
     # an evaluation made with other settings is not reused: the example evaluates again with the ones it needs
-    third = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *workdir, 'eval_episodes=7')
+    third = run_script('example_compressed_training.py', '--mode', 'all', '--quick', *overrides, 'eval_episodes=7')
     assert third.returncode == 0, third.stderr
     assert third.stdout.count('reusing the finished run') == 2 and third.stdout.count("reusing '") == 0
     for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):

@@ -1,15 +1,19 @@
-"""The GPU path in one command: collect, benchmark, train both modes, evaluate both, compare.
+"""The GPU path in one command: collect, benchmark, profile, train every mode, evaluate each, compare.
 
-    python -m bench.device_run --out OUT_DIR                    # on a GPU machine (about 8 minutes on one H100)
+    python -m bench.device_run --out OUT_DIR                    # on a GPU machine (under 10 minutes on one H100)
     python -m bench.device_run --out /tmp/device_run --quick    # the same stages at the quick setting, on a CPU
 
-Stages, each timed: collect the default dataset on every core; ``python -m bench.bench --json`` (both modes
-side by side, at their default and at an equal batch); train standard and compressed AD at the default model for
-the largest step budget that fits ``--train-seconds`` each (the bench's measured steps/s of that mode at its
-default batch, times the budget); evaluate both at the default 8 goals x 16 rollouts x 500 episodes; the
-comparison of ``example_compressed_training.py``. Everything measured goes into OUT_DIR: results.json (stage wall
-times, training and evaluation summaries, the projected wall time of a full 50k-step run per mode), bench.json,
-comparison.md and comparison.png.
+Stages, each timed, in order of what matters most should the time run out: collect the default dataset on every
+core; ``python -m bench.bench --json`` (all modes side by side at the default batch); ``python -m
+bench.profile_step`` (wall time against kernel time of a training and a rollout step); for each mode, train at the
+default model for the largest step budget that fits ``--train-seconds`` (the bench's measured steps/s of that mode
+times the budget) and evaluate at the default 8 goals x 16 rollouts x 500 episodes; the comparison of
+``example_compressed_training.py``; then the benchmark again with ``compile=true`` at ``--compiled-batch``.
+A stage that fails is recorded and the next one runs (the later stages that need its output fail in turn), so one
+run reports everything that works. ``--budget-seconds`` bounds the whole command: a stage is cut off when the
+budget is spent and the remaining ones are skipped. Everything measured goes into OUT_DIR, rewritten after every
+stage: results.json (stage wall times and outcomes, training and evaluation summaries, the projected wall time of
+a full 50k-step run per mode), bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
 """
 from __future__ import annotations
 
@@ -23,29 +27,77 @@ import tempfile
 import time
 from pathlib import Path
 
-from config_schema import COMPRESSED_MODEL_CONFIG, MODEL_CONFIG, load_config
+from config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
 from run_files import EVAL_SUMMARY, TRAIN_SUMMARY, run_dir
-from utils import PROJECT_ROOT, UserError, atomic_write_text, run_main
+from utils import PROJECT_ROOT, atomic_write_text, run_main
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG}
+MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
 FULL_RUN_STEPS = 50_000
 
 
-def stage(title: str, args: list[str], timings: dict) -> None:
-    """Run one project command (``python ARGS``); record its wall time; stop everything if it fails."""
-    print(f"\n=== {title}: python {' '.join(args)}", flush=True)
-    start = time.time()
-    proc = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    timings[title] = round(time.time() - start, 1)
-    if proc.returncode != 0:
-        raise UserError(f"stage '{title}' failed (exit code {proc.returncode}); see its output above.")
+class Stages:
+    """Runs project commands one after another within a time budget; records each one's wall time and outcome."""
+
+    def __init__(self, budget_s: float):
+        self.deadline = time.time() + budget_s
+        self.timings: dict[str, float] = {}
+        self.outcomes: dict[str, str] = {}
+
+    def run(self, title: str, args: list[str]) -> bool:
+        """``python ARGS`` in the project root; True when it exited 0 in time. A failure does not stop the run."""
+        left = self.deadline - time.time()
+        if left < 5:
+            self.outcomes[title] = 'skipped: budget spent'
+            print(f"\n=== {title}: skipped, the time budget is spent", flush=True)
+            return False
+        print(f"\n=== {title}: python {' '.join(args)}", flush=True)
+        start = time.time()
+        try:
+            proc = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, timeout=left,
+                                  env=dict(os.environ, PYTHONUNBUFFERED='1'))
+            self.outcomes[title] = 'ok' if proc.returncode == 0 else f'failed: exit code {proc.returncode}'
+        except subprocess.TimeoutExpired:
+            self.outcomes[title] = 'cut off: budget spent'
+        self.timings[title] = round(time.time() - start, 1)
+        print(f"=== {title}: {self.outcomes[title]} after {self.timings[title]} s", flush=True)
+        return self.outcomes[title] == 'ok'
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: list[str], paths: list[str]) -> dict:
+    """What has been measured so far (missing parts are absent, not guessed)."""
+    results = {'timings_s': stages.timings, 'outcomes': stages.outcomes, 'train_steps': budget,
+               'bench_default_steps_per_s': steps_per_s, 'modes': {}}
+    for mode, model_config in MODES.items():
+        run = run_dir(load_config(model_config, presets, paths))
+        train, evaluation = read_json(run / TRAIN_SUMMARY), read_json(run / EVAL_SUMMARY)
+        entry = {}
+        if train:
+            entry['train'] = train
+            entry['projected_full_run_s'] = FULL_RUN_STEPS / train['steps_per_s']
+        if evaluation:
+            entry['eval'] = {k: evaluation.get(k) for k in ('mean_return', 'mean_return_last_10pct',
+                                                            'mean_return_per_goal', 'oracle_mean', 'seconds',
+                                                            'episodes', 'streams_per_goal', 'device')}
+        results['modes'][mode] = entry
+    return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', required=True, help='folder for everything measured (created)')
-    parser.add_argument('--train-seconds', type=float, default=120.0,
-                        help='training budget per mode, in seconds (default 120)')
+    parser.add_argument('--train-seconds', type=float, default=40.0,
+                        help='training budget per mode, in seconds (default 40)')
+    parser.add_argument('--budget-seconds', type=float, default=570.0,
+                        help='wall-time bound of the whole command (default 570)')
+    parser.add_argument('--compiled-batch', type=int, default=2048,
+                        help='batch of the compile=true benchmark stage (default 2048)')
     parser.add_argument('--quick', action='store_true', help='the quick setting (config/quick.yaml), for a CPU')
     parser.add_argument('--work', help='folder for the dataset and runs (default: a new temporary folder)')
     args = parser.parse_args()
@@ -55,40 +107,45 @@ def main():
     paths = [f'datasets_dir={work / "datasets"}', f'runs_dir={work / "runs"}', f'figs_dir={out}',
              f'ppo_log_dir={work / "ppo"}']
     preset = ['--quick'] if args.quick else []
-    timings: dict[str, float] = {}
-
-    stage('collect', ['collect.py', *preset, '--force', 'n_process=0', *paths], timings)
-    bench = out / 'bench.json'
-    stage('bench', ['-m', 'bench.bench', '--json', str(bench), *(['--quick'] if args.quick else ['--full']),
-                    *paths], timings)
-    rows = json.loads(bench.read_text())
-    steps_per_s = {r['mode']: r['steps_per_s'] for r in rows if r['config'] == 'default'}
     presets = ['quick'] if args.quick else []
-    budget = {}
+    stages = Stages(args.budget_seconds)
+    budget: dict[str, int] = {}
+    steps_per_s: dict[str, float] = {}
+
+    def save():
+        results = gather_results(stages, budget, steps_per_s, presets, paths)
+        atomic_write_text(out / 'results.json', json.dumps(results, indent=2))
+
+    stages.run('collect', ['collect.py', *preset, '--force', 'n_process=0', *paths])
+    save()
+    size = ['--quick'] if args.quick else ['--full']
+    if stages.run('bench', ['-m', 'bench.bench', '--json', str(out / 'bench.json'), *size, *paths]):
+        rows = read_json(out / 'bench.json') or []
+        steps_per_s.update({r['mode']: r['steps_per_s'] for r in rows if r['config'] == 'default'})
+    save()
+    stages.run('profile', ['-m', 'bench.profile_step', '--json', str(out / 'profile.json'), *preset, *paths])
+    save()
     for mode, model_config in MODES.items():
         config = load_config(model_config, presets, paths)
-        steps = config['train_timesteps'] if args.quick else max(100, int(args.train_seconds * steps_per_s[mode]))
+        rate = steps_per_s.get(mode, 10.0)  # without a bench figure: a guess, recorded in results.json
+        steps = config['train_timesteps'] if args.quick else max(100, int(args.train_seconds * rate))
         budget[mode] = steps
         schedule = [f'train_timesteps={steps}', f'num_warmup_steps={min(config["num_warmup_steps"], steps // 10)}',
                     f'eval_interval={max(1, steps // 5)}', f'ckpt_interval={steps}']
-        stage(f'train {mode}', ['train.py', '--config', model_config, *preset, *paths, *schedule], timings)
-        stage(f'evaluate {mode}', ['evaluate.py', str(run_dir(config)), *preset], timings)
-    stage('compare', ['example_compressed_training.py', '--mode', 'eval', *preset, *paths], timings)
-
-    results = {'timings_s': timings, 'train_steps': budget, 'bench_default_steps_per_s': steps_per_s, 'modes': {}}
-    for mode, model_config in MODES.items():
-        run = run_dir(load_config(model_config, presets, paths))
-        train = json.loads((run / TRAIN_SUMMARY).read_text())
-        evaluation = json.loads((run / EVAL_SUMMARY).read_text())
-        results['modes'][mode] = {
-            'train': train, 'eval': {k: evaluation[k] for k in ('mean_return', 'mean_return_last_10pct',
-                                                                'mean_return_per_goal', 'oracle_mean', 'seconds',
-                                                                'episodes', 'streams_per_goal', 'device')},
-            'projected_full_run_s': FULL_RUN_STEPS / train['steps_per_s']}
-    atomic_write_text(out / 'results.json', json.dumps(results, indent=2))
-    shutil.copy(work / 'runs' / 'comparison.md', out / 'comparison.md')
-    print(f"\nWrote {out / 'results.json'}, bench.json, comparison.md and comparison.png; stage wall times: {timings}")
-    return 0
+        if stages.run(f'train {mode}', ['train.py', '--config', model_config, *preset, *paths, *schedule]):
+            stages.run(f'evaluate {mode}', ['evaluate.py', str(run_dir(config)), *preset])
+        save()
+    if stages.run('compare', ['example_compressed_training.py', '--mode', 'eval', '--modes', ','.join(MODES),
+                              *preset, *paths]):
+        shutil.copy(work / 'runs' / 'comparison.md', out / 'comparison.md')
+    save()
+    batch = 64 if args.quick else args.compiled_batch
+    stages.run('bench compiled', ['-m', 'bench.bench', '--json', str(out / 'bench_compiled.json'), *size, '--batch',
+                                  str(batch), '--warmup', '3' if args.quick else '12', 'compile=true',
+                                  f'train_batch_size={batch}', *paths])
+    save()
+    print(f"\nWrote {out / 'results.json'}; stage outcomes: {stages.outcomes}; wall times: {stages.timings}")
+    return 0 if all(v == 'ok' for v in stages.outcomes.values()) else 1
 
 
 if __name__ == '__main__':

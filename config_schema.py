@@ -6,7 +6,8 @@ overrides. ``--quick`` applies ``config/quick.yaml`` on top, then trailing ``KEY
 with YAML typing) win over everything. Every key is checked against ``SCHEMA``: an unknown key, a wrong type
 or an impossible value is a ``ConfigError`` naming the key and where it came from. ``--cpu`` applies
 ``config/cpu.yaml`` the way ``--quick`` applies its file; ``--print-config`` shows the merged result with the file
-or override behind every key.
+or override behind every key. Every key also has a scope, declared beside its schema entry: ``RUN_KEYS`` (what a
+trained run fixes), ``EVAL_KEYS`` (what an evaluation chooses), ``IO_KEYS`` (what changes no number).
 """
 from __future__ import annotations
 
@@ -55,78 +56,115 @@ def _one_of(*choices):
 
 
 _INT, _FLOAT, _BOOL, _STR, _LIST = int, float, bool, str, list
-# key: (type, check or None, what the check demands)
-SCHEMA: dict[str, tuple[type, Callable | None, str]] = {
+# The scope of a key: what changing it changes.
+#   RUN:  the data, the task sample, the split, the model or its training. A trained run fixes these: train.py
+#         refuses to resume a run with another value (except RESUMABLE_KEYS, see train.py), evaluate.py refuses to
+#         evaluate a run with another value.
+#   EVAL: the setting of an evaluation, free at evaluate.py and named in its results' setting (run_files.eval_setting).
+#   IO:   changes no number: where files go, how often things are logged, how many workers.
+RUN, EVAL, IO = 'run', 'eval', 'io'
+# key: (type, check or None, what the check demands, scope)
+SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # env
-    'env': (_STR, _one_of('darkroom', 'darkkeytodoor'), "'darkroom' or 'darkkeytodoor'"),
-    'grid_size': (_INT, lambda v: v >= 2, 'an integer >= 2'),
-    'horizon': (_INT, _positive, 'a positive integer'),
-    'num_actions': (_INT, _one_of(5), '5 (both environments have 5 actions)'),
-    'n_tasks': (_INT, _non_negative, 'an integer >= 0 (0 = every task of the environment)'),
-    'task_seed': (_INT, None, 'an integer'),
-    'env_split_seed': (_INT, None, 'an integer'),
-    'train_env_ratio': (_FLOAT, _fraction, 'a number strictly between 0 and 1'),
-    'datasets_dir': (_STR, None, 'a directory path'),
-    'runs_dir': (_STR, None, 'a directory path'),
-    'figs_dir': (_STR, None, 'a directory path'),
+    'env': (_STR, _one_of('darkroom', 'darkkeytodoor'), "'darkroom' or 'darkkeytodoor'", RUN),
+    'grid_size': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'horizon': (_INT, _positive, 'a positive integer', RUN),
+    'num_actions': (_INT, _one_of(5), '5 (both environments have 5 actions)', RUN),
+    'n_tasks': (_INT, _non_negative, 'an integer >= 0 (0 = every task of the environment)', RUN),
+    'task_seed': (_INT, None, 'an integer', RUN),
+    'env_split_seed': (_INT, None, 'an integer', RUN),
+    'train_env_ratio': (_FLOAT, _fraction, 'a number strictly between 0 and 1', RUN),
+    # where the dataset lies, not what it holds (its name comes from the run keys)
+    'datasets_dir': (_STR, None, 'a directory path', IO),
+    'runs_dir': (_STR, None, 'a directory path', IO),
+    'figs_dir': (_STR, None, 'a directory path', IO),
     # algorithm (PPO source)
-    'alg': (_STR, _one_of('PPO'), "'PPO'"),
-    'alg_seed': (_INT, None, 'an integer'),
-    'n_stream': (_INT, _positive, 'a positive integer'),
-    'n_steps': (_INT, lambda v: v >= 2, 'an integer >= 2'),
-    'train_source_timesteps': (_INT, _positive, 'a positive integer'),
-    'ppo_batch_size': (_INT, lambda v: v >= 2, 'an integer >= 2'),
-    'ppo_n_epochs': (_INT, _positive, 'a positive integer'),
-    'ppo_learning_rate': (_FLOAT, _positive, 'a positive number'),
-    'ppo_gamma': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
-    'ppo_gae_lambda': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
-    'ppo_clip_range': (_FLOAT, _positive, 'a positive number'),
-    'ppo_ent_coef': (_FLOAT, _non_negative, 'a number >= 0'),
-    'ppo_vf_coef': (_FLOAT, _non_negative, 'a number >= 0'),
-    'ppo_max_grad_norm': (_FLOAT, _positive, 'a positive number'),
-    'ppo_net_arch': (_LIST, lambda v: all(isinstance(x, int) and x > 0 for x in v), 'a list of positive integers'),
-    'n_process': (_INT, _non_negative, 'an integer >= 0 (0 = one per CPU core)'),
-    'ppo_log_dir': (_STR, None, 'a directory path'),
+    'alg': (_STR, _one_of('PPO'), "'PPO'", RUN),
+    'alg_seed': (_INT, None, 'an integer', RUN),
+    'n_stream': (_INT, _positive, 'a positive integer', RUN),
+    'n_steps': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'train_source_timesteps': (_INT, _positive, 'a positive integer', RUN),
+    'ppo_batch_size': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'ppo_n_epochs': (_INT, _positive, 'a positive integer', RUN),
+    'ppo_learning_rate': (_FLOAT, _positive, 'a positive number', RUN),
+    'ppo_gamma': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]', RUN),
+    'ppo_gae_lambda': (_FLOAT, lambda v: 0 < v <= 1, 'a number in (0, 1]', RUN),
+    'ppo_clip_range': (_FLOAT, _positive, 'a positive number', RUN),
+    'ppo_ent_coef': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    'ppo_vf_coef': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    'ppo_max_grad_norm': (_FLOAT, _positive, 'a positive number', RUN),
+    'ppo_net_arch': (_LIST, lambda v: all(isinstance(x, int) and x > 0 for x in v), 'a list of positive integers', RUN),
+    # worker processes of collect.py: goal i is trained with alg_seed + i in whichever worker
+    'n_process': (_INT, _non_negative, 'an integer >= 0 (0 = one per CPU core)', IO),
+    'ppo_log_dir': (_STR, None, 'a directory path', IO),
     # model / training
-    'model': (_STR, _one_of('AD'), "'AD'"),
-    'use_compressed_context': (_BOOL, None, 'true or false'),
-    'compress_interval': (_INT, _positive, 'a positive integer'),
-    'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2'),
-    'tf_n_embd': (_INT, _positive, 'a positive integer'),
-    'tf_n_layer': (_INT, _positive, 'a positive integer'),
-    'tf_n_head': (_INT, _positive, 'a positive integer'),
-    'tf_dim_feedforward': (_INT, _positive, 'a positive integer'),
-    'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-    'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-    'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0'),
-    'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)'),
-    'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2'),
-    'train_timesteps': (_INT, _positive, 'a positive integer'),
-    'train_batch_size': (_INT, _positive, 'a positive integer'),
-    'test_batch_size': (_INT, _positive, 'a positive integer'),
-    'train_n_stream': (_INT, _non_negative, 'an integer >= 0 (0 = all streams)'),
-    'lr': (_FLOAT, _positive, 'a positive number'),
-    'min_lr_ratio': (_FLOAT, lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
-    'beta1': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-    'beta2': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-    'weight_decay': (_FLOAT, _non_negative, 'a number >= 0'),
-    'num_warmup_steps': (_INT, _non_negative, 'an integer >= 0'),
-    'grad_clip': (_FLOAT, _non_negative, 'a number >= 0 (0 = off)'),
-    'summary_interval': (_INT, _positive, 'a positive integer'),
-    'eval_interval': (_INT, _positive, 'a positive integer'),
-    'ckpt_interval': (_INT, _positive, 'a positive integer'),
-    'test_n_batches': (_INT, _positive, 'a positive integer'),
-    'seed': (_INT, None, 'an integer'),
+    'model': (_STR, _one_of('AD'), "'AD'", RUN),
+    'use_compressed_context': (_BOOL, None, 'true or false', RUN),
+    'compress_interval': (_INT, _positive, 'a positive integer', RUN),
+    'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'tf_n_embd': (_INT, _positive, 'a positive integer', RUN),
+    'tf_n_layer': (_INT, _positive, 'a positive integer', RUN),
+    'tf_n_head': (_INT, _positive, 'a positive integer', RUN),
+    'tf_dim_feedforward': (_INT, _positive, 'a positive integer', RUN),
+    'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
+    'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
+    'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)', RUN),
+    'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'train_timesteps': (_INT, _positive, 'a positive integer', RUN),
+    # fixed like the rest, but train.py RESUMABLE_KEYS lets a resume lower it
+    'train_batch_size': (_INT, _positive, 'a positive integer', RUN),
+    # with test_n_batches: the held-out windows behind test/* and the final test metrics
+    'test_batch_size': (_INT, _positive, 'a positive integer', RUN),
+    'train_n_stream': (_INT, _non_negative, 'an integer >= 0 (0 = all streams)', RUN),
+    'lr': (_FLOAT, _positive, 'a positive number', RUN),
+    'min_lr_ratio': (_FLOAT, lambda v: 0 <= v <= 1, 'a number in [0, 1]', RUN),
+    'beta1': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
+    'beta2': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
+    'weight_decay': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    'num_warmup_steps': (_INT, _non_negative, 'an integer >= 0', RUN),
+    'grad_clip': (_FLOAT, _non_negative, 'a number >= 0 (0 = off)', RUN),
+    # how often train/* scalars are written; computing them draws no random number
+    'summary_interval': (_INT, _positive, 'a positive integer', IO),
+    # how often test/* scalars are computed, on fixed batches in eval mode (no random draw); the
+    # final ones (train_summary.json) are computed at the last step whatever it is
+    'eval_interval': (_INT, _positive, 'a positive integer', IO),
+    # a resume restores every random stream, so where checkpoints fall changes nothing
+    'ckpt_interval': (_INT, _positive, 'a positive integer', IO),
+    # see test_batch_size
+    'test_n_batches': (_INT, _positive, 'a positive integer', RUN),
+    # model initialisation, batches and dropout
+    'seed': (_INT, None, 'an integer', RUN),
+    # chosen by each evaluation (evaluate.py: CUDA when present) and named in its setting, as the
+    # random streams differ between devices; a training run may be resumed on another device
     'device': (_STR, lambda v: v in ('auto', 'cpu', 'mps') or v.startswith('cuda'),
-               "'auto', 'cpu', 'mps' or 'cuda[:N]'"),
-    'compile': (_BOOL, None, 'true or false'),
-    'bf16': (_BOOL, None, 'true or false'),
+               "'auto', 'cpu', 'mps' or 'cuda[:N]'", EVAL),
+    # torch.compile runs the same computation (on CUDA only; fused kernels may round the last bits
+    # differently); the evaluation never compiles
+    'compile': (_BOOL, None, 'true or false', IO),
+    # the precision the model was trained in, and the one the evaluation uses on CUDA: fixed by the run,
+    # so an evaluation never runs a bf16-trained model in another precision under the run's name
+    'bf16': (_BOOL, None, 'true or false', RUN),
     # evaluation
-    'eval_episodes': (_INT, _positive, 'a positive integer'),
-    'eval_streams_per_goal': (_INT, _positive, 'a positive integer'),
-    'eval_compress_trigger': (_STR, _one_of('fixed', 'model'), "'fixed' or 'model'"),
-    'eval_seed': (_INT, None, 'an integer'),
+    'eval_episodes': (_INT, _positive, 'a positive integer', EVAL),
+    'eval_streams_per_goal': (_INT, _positive, 'a positive integer', EVAL),
+    'eval_compress_trigger': (_STR, _one_of('fixed', 'model'), "'fixed' or 'model'", EVAL),
+    'eval_seed': (_INT, None, 'an integer', EVAL),
 }
+SCOPES: dict[str, str] = {key: entry[3] for key, entry in SCHEMA.items()}
+assert set(SCOPES.values()) <= {RUN, EVAL, IO}, SCOPES
+
+
+def keys_of_scope(scope: str) -> frozenset[str]:
+    """The config keys of one scope (``RUN``, ``EVAL`` or ``IO``)."""
+    if scope not in (RUN, EVAL, IO):
+        raise ValueError(f'unknown scope {scope!r}')
+    return frozenset(key for key, s in SCOPES.items() if s == scope)
+
+
+RUN_KEYS = keys_of_scope(RUN)    # what a trained run fixes
+EVAL_KEYS = keys_of_scope(EVAL)  # what an evaluation may choose
+IO_KEYS = keys_of_scope(IO)      # what changes no result
 
 
 def _type_ok(expected: type, value: Any) -> bool:
@@ -143,7 +181,7 @@ def check_key(key: str, value: Any, source: str) -> Any:
         near = difflib.get_close_matches(key, SCHEMA.keys(), n=1, cutoff=0.6)
         hint = f" Did you mean '{near[0]}'?" if near else ' See the configuration table in README.md.'
         raise ConfigError(f"Unknown config key '{key}' in {source}.{hint}")
-    typ, check, demand = SCHEMA[key]
+    typ, check, demand, _ = SCHEMA[key]
     if typ is float and isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
         try:
             value = float(value)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from env import env_spec, task_split
-from history_file import check_dataset, check_markers, dataset_path, open_history, read_streams
+from history_file import check_dataset, check_markers, dataset_path, open_history, read_streams, training_steps
 from model.layout import IGNORE, TRANSITION, compressed_window, next_type_targets, stream_tokens
 from utils import UserError
 
@@ -108,7 +108,7 @@ def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, d
     train_idx, test_idx = task_split(config)
     with open_history(path) as f:
         info = check_dataset(f, config, train_idx + test_idx, config['use_compressed_context'])
-        n_timesteps = min(config['train_source_timesteps'], info['T'])
+        n_timesteps = training_steps(info['T'], config['train_source_timesteps'], info['n_steps'])
         train = read_streams(f, train_idx, n_timesteps, config['train_n_stream'])
         test = read_streams(f, test_idx, n_timesteps)
     return WindowSampler(train, config, device, str(path)), WindowSampler(test, config, device, str(path)), info

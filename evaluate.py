@@ -8,8 +8,11 @@ Every test goal x ``eval_streams_per_goal`` rollouts run as one batch on one dev
 ``device=...`` is given) for ``eval_episodes`` episodes. With the run's own evaluation settings (those in its
 config.yaml, actions sampled) the results go into the run directory: eval_result.npy (n_goals * streams,
 episodes) goal-major episode returns, eval_summary.json, in_context_curve.png and eval/return_mean in
-TensorBoard. Any other setting (--greedy, eval_* overrides) writes the same files into a sub-directory named
-after the setting, e.g. RUN_DIR/eval-greedy-100ep-16x-seed0/, so results of different settings never mix.
+TensorBoard; the run's own setting also means the kind of device the run was trained on (train_summary.json).
+Any other setting (--greedy, eval_* or device overrides) writes the same files into a sub-directory named after
+the setting, e.g. RUN_DIR/eval-greedy-100ep-16x-seed0-cpu/, so results of different settings never mix. Keys the
+run fixes (config_schema.RUN_KEYS: the data, the task split, the model, its training, bf16) cannot be overridden
+with another value; keys that change no number (config_schema.IO_KEYS) may be.
 """
 import argparse
 import json
@@ -19,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import (PRESETS, Config, add_config_args, check_key, format_config, get_config, load_config,
-                           parse_overrides, presets_of)
+from config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, format_config, get_config,
+                           load_config, parse_overrides, presets_of)
 from env import env_spec, oracle_returns, task_split, tasks_of
 from history_file import ppo_source_curve
 from model import build_model
@@ -33,18 +37,18 @@ from run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT,
                        eval_output_dir, eval_setting, find_latest_run, read_run_config)
 from utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
 
-# what the checkpoint fixes: the model, its context layout and the task split; the rest may be overridden
-FIXED_KEYS = {'env', 'grid_size', 'horizon', 'num_actions', 'env_split_seed', 'train_env_ratio', 'model',
-              'use_compressed_context', 'compress_interval', 'n_transit', 'tf_n_embd', 'tf_n_layer', 'tf_n_head',
-              'tf_dim_feedforward'}
-EVAL_KEYS = {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed'}
+# what the trained run fixes (its data, task split, model and training), the set train.py's resume check uses too;
+# what an evaluation chooses is config_schema.EVAL_KEYS. Both come from the scopes of config_schema.SCHEMA.
+FIXED_KEYS = RUN_KEYS
 AUTO_DEVICE_SOURCE = 'evaluate.py (CUDA when present; override with device=...)'
 
 
 def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
     """The run's saved config, with the device chosen here and evaluation keys from presets and overrides.
 
-    Keys the run's config.yaml lacks (written by an earlier version) take their defaults.
+    Keys the run's config.yaml lacks (written by an earlier version) take their defaults. Presets apply only their
+    evaluation keys; an override of a key the run fixes (``FIXED_KEYS``) is refused unless it repeats the run's own
+    value; other keys change no number and are taken as given.
     """
     config = read_run_config(run)
     config.set('device', 'auto', AUTO_DEVICE_SOURCE)  # where the run was trained says nothing about this machine
@@ -53,14 +57,25 @@ def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
         for key in EVAL_KEYS & set(preset):
             config.set(key, preset[key], PRESETS[name])
     probe = Config()
-    parse_overrides(probe, overrides)
+    parse_overrides(probe, overrides)  # checks each key and value
     for key in probe:
-        if key in FIXED_KEYS:
-            raise UserError(f"'{key}' is fixed by the trained run '{run}' and cannot be overridden at evaluation. "
-                            f"Train a new run with it instead; evaluation settings are "
-                            f"{', '.join(sorted(EVAL_KEYS))}.")
-        config.set(key, check_key(key, probe[key], probe.source(key)), probe.source(key))
+        if key in FIXED_KEYS and probe[key] != config[key]:
+            saved, asked = _as_typed(config[key]), _as_typed(probe[key])
+            raise UserError(
+                f"'{key}' is fixed by the trained run '{run}': it was trained with {key}={saved} "
+                f"({config.source(key)}), and {probe.source(key)} asks for {key}={asked}. It decides the run's data, "
+                f"task split, model or training, so evaluating another value would not evaluate this run. To "
+                f"evaluate {key}={asked}, train a new run with it ('python train.py ... {key}={asked}', then "
+                f"'python evaluate.py' on that run); evaluation settings, which may be overridden, are --greedy and "
+                f"{', '.join(sorted(EVAL_KEYS))}.")
+        config.set(key, probe[key], probe.source(key))
     return config
+
+
+def _as_typed(value) -> str:
+    """A config value as it is written in a KEY=VALUE override (YAML)."""
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text[:-4].strip() if text.endswith('\n...') else text
 
 
 def load_run_model(run: Path, config: dict, device):
@@ -91,8 +106,10 @@ def write_eval_events(out: Path, returns: np.ndarray) -> None:
         file.unlink(missing_ok=True)
 
 
-def evaluate_run(run: Path, args) -> dict:
-    config = eval_config(run, presets_of(args), args.overrides)
+def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
+    """Evaluate one run with ``config`` (by default ``eval_config`` of the command line) and write its results."""
+    if config is None:
+        config = eval_config(run, presets_of(args), args.overrides)
     if args.print_config:
         print(f'# {run}\n{format_config(config)}')
         return {}
@@ -102,8 +119,8 @@ def evaluate_run(run: Path, args) -> dict:
     goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
     goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, task_dim)
-    mode = 'compressed' if config['use_compressed_context'] else 'standard'
-    setting = eval_setting(config, args.greedy)
+    mode = 'memory' if config['memory_tokens'] else 'compressed' if config['use_compressed_context'] else 'standard'
+    setting = eval_setting(config, args.greedy, device)
     out = eval_output_dir(run, setting)
     print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out tasks x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
@@ -181,8 +198,9 @@ def main():
         if not (run / CONFIG_FILE).exists():
             raise UserError(f"'{run}' is not a run directory (no config.yaml). Pass a directory written by "
                             f"train.py, e.g. runs/AD-darkroom-seed0.")
-    for run in runs:
-        evaluate_run(run, args)
+    configs = [eval_config(run, presets_of(args), args.overrides) for run in runs]  # every refusal before any work
+    for run, config in zip(runs, configs):
+        evaluate_run(run, args, config)
 
 
 if __name__ == '__main__':

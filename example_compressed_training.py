@@ -35,9 +35,15 @@ from run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, ev
 from utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+# Variants compared as modes of their own, each trained from a mode's config into a runs_dir sub-folder of its name
+# (so its runs never collide with the mode's): what compression costs beyond a shorter context, and compressed AD
+# at the same training wall time as standard AD.
+EQUAL_CONTEXT, COMPUTE_MATCHED = 'standard-160', 'compressed-matched'
+VARIANTS = {EQUAL_CONTEXT: 'standard', COMPUTE_MATCHED: 'compressed'}
 DEFAULT_MODES = ('standard', 'compressed')
 # the paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline
-PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'))
+PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'), (EQUAL_CONTEXT, 'standard'),
+         ('compressed', EQUAL_CONTEXT), (COMPUTE_MATCHED, 'standard'), (COMPUTE_MATCHED, 'compressed'))
 EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
@@ -58,10 +64,15 @@ class Plan:
     def __init__(self, args):
         self.presets, self.user, self.env = presets_of(args), list(args.overrides), args.env
         self.modes = list(args.modes or DEFAULT_MODES)
-        unknown = [m for m in self.modes if m not in MODES]
+        if args.compute_matched:
+            self.modes += [m for m in ('standard', 'compressed', COMPUTE_MATCHED) if m not in self.modes]
+        unknown = [m for m in self.modes if m not in MODES and m not in VARIANTS]
         if unknown or not self.modes:
-            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join(MODES)} (e.g. --modes "
-                              f"standard,compressed,memory).")
+            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join([*MODES, *VARIANTS])} (e.g. "
+                              f"--modes standard,compressed,memory).")
+        if COMPUTE_MATCHED in self.modes and not {'standard', 'compressed'} <= set(self.modes):
+            raise ConfigError(f"--modes {COMPUTE_MATCHED} needs standard and compressed too: its step budget comes "
+                              f"from their measured training speeds (or pass --compute-matched).")
         self.flags = preset_flags(self.presets) + (['--env', self.env] if self.env != DEFAULT_ENV else [])
         for key, option in (('seed', '--seeds'), ('env_split_seed', '--splits')):
             if any(o.split('=', 1)[0] == key for o in self.user) and getattr(args, option[2:]) is not None:
@@ -74,8 +85,44 @@ class Plan:
     def overrides(self, seed: int, split: int) -> list[str]:
         return [f'seed={seed}', f'env_split_seed={split}', *self.user]
 
+    def config_file(self, mode: str) -> str:
+        return MODES[VARIANTS.get(mode, mode)]
+
+    def mode_overrides(self, mode: str, seed: int, split: int) -> list[str]:
+        """The overrides of one run: seed and split, the user's, then the variant's own."""
+        overrides = self.overrides(seed, split)
+        if mode not in VARIANTS:
+            return overrides
+        base = load_config(self.config_file(mode), self.presets, overrides, self.env)
+        variant = [f"runs_dir={Path(base['runs_dir']) / mode}"]
+        if mode == EQUAL_CONTEXT:  # compressed AD's longest context: two regions
+            compressed = load_config(MODES['compressed'], self.presets, overrides, self.env)
+            variant.append(f"n_transit={compressed['n_transit']}")
+        if mode == COMPUTE_MATCHED:
+            variant.append(f'train_timesteps={self.matched_steps()}')
+        return overrides + variant
+
+    def matched_steps(self) -> int:
+        """Standard AD's step budget x the measured training speed of compressed over standard AD (the mean ratio
+        of steps/s over this invocation's paired runs): compressed AD trained for standard's wall time."""
+        ratios, steps = [], None
+        for seed, split in self.pairs():
+            speed = {}
+            for mode in ('standard', 'compressed'):
+                config = self.config(mode, seed, split)
+                path = run_dir(config) / TRAIN_SUMMARY
+                if not path.exists():
+                    raise UserError(f"The {COMPUTE_MATCHED} runs train for standard AD's wall time, measured on the "
+                                    f"finished standard and compressed runs, and '{path}' does not exist yet. Train "
+                                    f"those first (--mode train with the same options; --compute-matched orders "
+                                    f"them first).")
+                speed[mode] = json.loads(path.read_text())['steps_per_s']
+                steps = config['train_timesteps'] if mode == 'standard' else steps
+            ratios.append(speed['compressed'] / speed['standard'])
+        return max(1, round(steps * float(np.mean(ratios))))
+
     def config(self, mode: str, seed: int, split: int):
-        return load_config(MODES[mode], self.presets, self.overrides(seed, split), self.env)
+        return load_config(self.config_file(mode), self.presets, self.mode_overrides(mode, seed, split), self.env)
 
     def pairs(self):
         return list(product(self.seeds, self.splits))
@@ -94,14 +141,18 @@ def collect(plan: Plan, timings: dict) -> None:
 
 
 def train(plan: Plan, timings: dict) -> None:
-    for (seed, split), mode in product(plan.pairs(), plan.modes):
+    # every run of the modes first, then the variants' (the compute-matched budget is measured on the former)
+    first = [m for m in plan.modes if m not in VARIANTS]
+    order = list(product(plan.pairs(), first)) + list(product(plan.pairs(), [m for m in plan.modes if m in VARIANTS]))
+    for (seed, split), mode in order:
         config = plan.config(mode, seed, split)
         run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
         if run_finished(run, config):
             print(f"\n=== {title}: reusing the finished run '{run}'")
             timings[title] = None
             continue
-        run_step(title, ['train.py', '--config', MODES[mode], *plan.flags, *plan.overrides(seed, split)], timings)
+        run_step(title, ['train.py', '--config', plan.config_file(mode), *plan.flags,
+                         *plan.mode_overrides(mode, seed, split)], timings)
 
 
 def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dict, Path]:
@@ -154,14 +205,16 @@ def gather(plan: Plan) -> dict:
 
 
 def quick_start_table(rows: dict) -> str:
-    """The quick-start's "Expected Results" rows, measured: means over runs (95% intervals with several runs)."""
+    """The quick-start's "Expected Results" rows, measured: means over runs (95% stratified-bootstrap intervals over
+    training seeds within each goal split, with several seeds)."""
     s, c = rows['standard'], rows['compressed']
 
     def cell(records, key, digits):
-        return stats.format_estimate(stats.estimate([r[key] for r in records]), digits)
+        return stats.format_estimate(stats.estimate(stats.score_matrix(records, key)), digits)
 
     def ratio(key):
-        return stats.format_estimate(stats.paired_ratio([r[key] for r in c], [r[key] for r in s]), 2, 'x')
+        return stats.format_estimate(stats.paired_ratio(stats.score_matrix(c, key), stats.score_matrix(s, key)), 2,
+                                     'x')
     kind = s[0]['peak_kind']
     lines = ['| Metric | Standard AD | Compressed AD | Compressed / Standard |', '|---|---|---|---|',
              f"| Training speed (steps/s) | {cell(s, 'steps_per_s', 1)} | {cell(c, 'steps_per_s', 1)} | "
@@ -179,22 +232,25 @@ def quick_start_table(rows: dict) -> str:
 
 
 def aggregate(rows: dict) -> dict:
-    """Per-mode estimates over runs and the paired comparisons (``PAIRS``) of the modes compared."""
+    """Per-mode rliable estimates over the (seeds x splits) score matrix of the runs, and the paired comparisons
+    (``PAIRS``) of the modes compared; intervals: stratified bootstrap over seeds within splits (``comparison``)."""
     out = {'modes': {}, 'n_runs': len(next(iter(rows.values()))), 'paired': {}}
     for mode, records in rows.items():
+        def est(value, statistic='mean', records=records):
+            return stats.estimate(stats.score_matrix(records, value), statistic)
         out['modes'][mode] = {
-            'mean_return': stats.estimate([r['mean'] for r in records]),
-            'iqm_return': stats.estimate([r['mean'] for r in records], stats.iqm),
-            'last10_return': stats.estimate([r['last10'] for r in records]),
-            'fraction_of_oracle': stats.estimate([r['mean'] / r['oracle_mean'] for r in records]),
-            'last10_fraction_of_oracle': stats.estimate([r['last10'] / r['oracle_mean'] for r in records]),
-            'test_acc_action': stats.estimate([r['test_acc_action'] for r in records]),
-            'steps_per_s': stats.estimate([r['steps_per_s'] for r in records]),
-            'peak_mib': stats.estimate([r['peak_mib'] for r in records]),
-            'train_seconds': stats.estimate([r['train_seconds'] for r in records]),
-            'eval_seconds': stats.estimate([r['eval_seconds'] for r in records]),
+            'mean_return': est('mean'),
+            'iqm_return': est('mean', 'iqm'),
+            'last10_return': est('last10'),
+            'fraction_of_oracle': est(lambda r: r['mean'] / r['oracle_mean']),
+            'last10_fraction_of_oracle': est(lambda r: r['last10'] / r['oracle_mean']),
+            'test_acc_action': est('test_acc_action'),
+            'steps_per_s': est('steps_per_s'),
+            'peak_mib': est('peak_mib'),
+            'train_seconds': est('train_seconds'),
+            'eval_seconds': est('eval_seconds'),
         }
-    pick = lambda records, key: [r[key] for r in records]  # noqa: E731
+    pick = stats.score_matrix  # (records, key) -> (n_seeds, n_splits), the same order for every mode
     for candidate, baseline in compared_pairs(rows):
         b, c = rows[baseline], rows[candidate]
         out['paired'][f'{candidate} vs {baseline}'] = {
@@ -213,31 +269,45 @@ def compared_pairs(rows: dict) -> list[tuple[str, str]]:
 
 def by_distance(rows: dict, env: str, grid_size: int) -> dict:
     """Per mode and length of the shortest path that solves a task (Dark Room: the goal's L1 distance from the
-    start): the mean (last-10%) return over every run's tasks of that length, with a bootstrap interval over
-    those task results."""
+    start): per run, the mean (last-10%) return over that run's tasks of that length; then the mean of those over
+    the runs (seeds x the splits that hold such tasks, ``comparison.estimate``) with its stratified-bootstrap
+    interval over seeds within splits. The goals of one run share a model, so runs, not goals, are resampled.
+    Each length: {'runs', 'n' (tasks x runs), 'mean', 'last10'}."""
     spec = ENVS[env]
     table = {}
     for mode, records in rows.items():
-        per_distance: dict[int, list] = {}
+        per_distance: dict[int, list] = {}  # d -> one (run, its goals at d: mean returns, last-10% returns) per run
         for r in records:
+            at: dict[int, tuple[list, list]] = {}
             for goal, value, last in zip(r['goals'], r['goal_mean'], r['goal_last10']):
-                d = spec.distance(goal, grid_size)
-                per_distance.setdefault(d, []).append((value, last))
-        table[mode] = {d: {'n': len(v), 'mean': stats.estimate([x for x, _ in v]),
-                           'last10': stats.estimate([y for _, y in v])} for d, v in sorted(per_distance.items())}
+                cell = at.setdefault(spec.distance(goal, grid_size), ([], []))
+                cell[0].append(value)
+                cell[1].append(last)
+            for d, (values, lasts) in at.items():
+                per_distance.setdefault(d, []).append((r, values, lasts))
+        table[mode] = {}
+        for d, runs in sorted(per_distance.items()):
+            records_d = [{'seed': r['seed'], 'split': r['split'], 'mean': np.mean(values), 'last10': np.mean(lasts)}
+                         for r, values, lasts in runs]
+            table[mode][d] = {'runs': len(runs), 'n': sum(len(values) for _, values, _ in runs),
+                              'mean': stats.estimate(stats.score_matrix(records_d, 'mean')),
+                              'last10': stats.estimate(stats.score_matrix(records_d, 'last10'))}
     return table
 
 
 def per_goal_table(rows: dict, split: int) -> str:
-    """Mean return per held-out goal of one goal split, averaged over training seeds."""
+    """Mean return per held-out goal of one goal split over its runs (training seeds), with the 95% bootstrap
+    interval over those runs when there are several."""
     records = {mode: [r for r in rs if r['split'] == split] for mode, rs in rows.items()}
     modes = list(rows)
     goals, oracle = records[modes[0]][0]['goals'], records[modes[0]][0]['oracle']
     head = '| goal | oracle | ' + ' | '.join(f'{m} (all / last 10%)' for m in modes) + ' |'
     lines = [head, '|---|---|' + '---|' * len(modes)]
+
+    def cell(mode, key, i):
+        return stats.format_estimate(stats.estimate([r[key][i] for r in records[mode]]))  # (n_seeds,): one split
     for i, (goal, o) in enumerate(zip(goals, oracle)):
-        cells = [f"{np.mean([r['goal_mean'][i] for r in records[m]]):.2f} / "
-                 f"{np.mean([r['goal_last10'][i] for r in records[m]]):.2f}" for m in modes]
+        cells = [f"{cell(m, 'goal_mean', i)} / {cell(m, 'goal_last10', i)}" for m in modes]
         lines.append(f'| {goal} | {o} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -250,8 +320,9 @@ def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) ->
                         *(['--seeds', ','.join(map(str, plan.seeds))] if len(plan.seeds) > 1 else []),
                         *(['--splits', ','.join(map(str, plan.splits))] if len(plan.splits) > 1 else []), *plan.user])
     parts = [f"# {' vs '.join(modes)} AD\n\nMeasured by `{command}` (training on {rows[modes[0]][0]['device']}; "
-             f"{n} run(s) per mode: training seeds {plan.seeds} x goal splits {plan.splits}). Brackets: 95% "
-             f"bootstrap intervals over runs.\n"]
+             f"{n} run(s) per mode: training seeds {plan.seeds} x goal splits {plan.splits}). Estimates as rliable "
+             f"computes them over the (seeds x splits) score matrix; brackets: 95% percentile intervals of the "
+             f"stratified bootstrap over training seeds within each goal split (none with one seed per split).\n"]
     if 'standard' in rows and 'compressed' in rows:
         parts.append(quick_start_table(rows))
     lines = ['| per mode | ' + ' | '.join(modes) + ' |', '|---|' + '---|' * len(modes)]
@@ -271,18 +342,22 @@ def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) ->
             f'| {candidate} against {baseline} (paired by seed and split) | value |', '|---|---|',
             f"| difference in mean return | {fmt(p['difference_mean_return'])} |",
             f"| difference in last-10% return | {fmt(p['difference_last10_return'])} |",
-            f"| probability of improvement (mean return) | {fmt(p['probability_of_improvement'], 2)} |",
+            f"| probability of improvement (mean return, per split, averaged over splits) | "
+            f"{fmt(p['probability_of_improvement'], 2)} |",
             f"| training steps/s ratio | {fmt(p['steps_per_s_ratio'], 2, 'x')} |",
             f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |"]))
     head = ' | '.join(f'{m}: all / last 10%' for m in modes)
-    lines = [f'| shortest path length | tasks x runs | {head} |', '|---|---|' + '---|' * len(modes)]
+    lines = [f'| shortest path length | runs | tasks x runs | {head} |', '|---|---|---|' + '---|' * len(modes)]
     for d in distances[modes[0]]:
         cells = [f"{fmt(distances[m][d]['mean'])} / {fmt(distances[m][d]['last10'])}" for m in modes]
-        lines.append(f"| {d} | {distances[modes[0]][d]['n']} | " + ' | '.join(cells) + ' |')
+        lines.append(f"| {d} | {distances[modes[0]][d]['runs']} | {distances[modes[0]][d]['n']} | "
+                     + ' | '.join(cells) + ' |')
     parts.append('Returns by the length of the shortest path that solves the task (Dark Room: the goal\'s L1 '
-                 'distance from the start), over all held-out tasks of every run:\n\n' + '\n'.join(lines))
+                 'distance from the start): per run, the mean over its held-out tasks of that length; brackets: '
+                 'intervals over runs (seeds within splits), not over tasks:\n\n' + '\n'.join(lines))
     first_split = plan.splits[0]
-    parts.append(f'Per held-out task (goal), split {first_split}, mean over training seeds:\n\n'
+    parts.append(f'Per held-out task (goal), split {first_split}, mean over training seeds (brackets: 95% bootstrap '
+                 f'intervals over those seeds):\n\n'
                  f'{per_goal_table(rows, first_split)}')
     if timings:
         stage = ['| Stage | Wall time |', '|---|---|'] + [
@@ -335,7 +410,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
     parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
-                        help=f"modes to train and compare, among {', '.join(MODES)} (default: standard,compressed)")
+                        help=f"modes to train and compare, among {', '.join([*MODES, *VARIANTS])} (default: "
+                             f"standard,compressed)")
+    parser.add_argument('--compute-matched', action='store_true',
+                        help=f"also train and compare {COMPUTE_MATCHED}: compressed AD for standard AD's wall time "
+                             f"(standard's train_timesteps x the measured steps/s ratio), paired against both")
     parser.add_argument('--seeds', type=int_list, metavar='N,N,...',
                         help="training seeds (the seed key), e.g. 0,1; default: the config's")
     parser.add_argument('--splits', type=int_list, metavar='N,N,...',

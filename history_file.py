@@ -84,6 +84,22 @@ def region_length(f: h5py.File) -> tuple[int | None, str]:
     return None, 'nowhere (the file stores no config and its markers give no spacing)'
 
 
+def training_steps(T: int, train_source_timesteps: int, n_steps: int | None) -> int:
+    """How many steps of each stream every context mode trains and tests on: the whole PPO rollouts (regions)
+    that cover ``train_source_timesteps``, within the file's T steps.
+
+    One number for every mode, so no mode learns from transitions the others never see: standard windows could
+    use any step, but compressed windows need whole regions, and a partial last rollout would be standard's
+    alone. ``n_steps`` None (an old file with neither a stored config nor markers): ``min(T,
+    train_source_timesteps)``, there being no region to align to.
+    """
+    if not n_steps:
+        return min(T, train_source_timesteps)
+    wanted = -(-train_source_timesteps // n_steps) * n_steps  # collect.py writes whole rollouts covering it
+    usable = min(T, wanted)
+    return usable - usable % n_steps
+
+
 def check_markers(markers: np.ndarray, n_steps: int, path: str) -> None:
     """Stream-major markers (N, T) with T a multiple of ``n_steps``: every region must be whole and aligned."""
     bad = marker_problems(markers, n_steps)
@@ -188,7 +204,7 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
         raise UserError(f"Dataset '{path}' holds positions up to {max_coord}, outside a grid of size "
                         f"{config['grid_size']}. Use a matching grid_size or collect again.")
     T = first['actions'].shape[0]
-    info = {'T': T, 'n_stream': first['actions'].shape[1], 'n_steps': stored.get('n_steps')}
+    info = {'T': T, 'n_stream': first['actions'].shape[1], 'n_steps': region_length(f)[0]}
     if compressed:
         if any('compress_markers' not in f[str(i)] for i in env_indices):
             raise no_markers_error(path, 'compressed mode needs them (standard mode still trains on this file)')

@@ -2,10 +2,11 @@
 
 A run directory ``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]`` holds
 ``config.yaml``, checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation
-outputs.
+outputs: the run's own evaluation in the directory itself, any other in an ``eval-{setting}`` sub-directory.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from config_schema import Config, saved_config
-from utils import UserError, atomic_path, atomic_write_text
+from utils import UserError, atomic_path, atomic_write_text, pick_device
 
 CONFIG_FILE = 'config.yaml'
 TRAIN_SUMMARY = 'train_summary.json'
@@ -87,23 +88,51 @@ def find_latest_run(runs_dir: Path) -> Path:
     return max(candidates)[1]
 
 
-def eval_setting(config: dict, greedy: bool) -> dict:
-    """What decides an evaluation's results (besides the checkpoint): its size, seed, sampling and trigger."""
+def device_type(device) -> str:
+    """The kind of ``device`` ('cpu', 'cuda' or 'mps'): a ``torch.device``, a name such as 'cuda:1', or 'auto',
+    resolved as ``utils.pick_device`` resolves it on this machine."""
+    if isinstance(device, torch.device):
+        return device.type
+    return pick_device('auto').type if device == 'auto' else str(device).split(':', 1)[0]
+
+
+def trained_device_type(run: str | os.PathLike) -> str:
+    """The kind of device a run was trained on (its ``train_summary.json``); where that does not say, the one
+    ``device: auto`` gives here."""
+    try:
+        device = json.loads((Path(run) / TRAIN_SUMMARY).read_text()).get('device')
+    except (OSError, ValueError, AttributeError):
+        device = None
+    return device_type(device or 'auto')
+
+
+def eval_setting(config: dict, greedy: bool, device=None) -> dict:
+    """What decides an evaluation's results (besides the checkpoint): its size, seed, sampling, trigger and the
+    kind of device it runs on (their random streams differ). ``device``: the device used, by default the one
+    ``config['device']`` names (evaluate.py's rule: ``auto`` unless told)."""
     setting = {'episodes': config['eval_episodes'], 'streams_per_goal': config['eval_streams_per_goal'],
                'seed': config['eval_seed'], 'greedy': greedy}
     if config['use_compressed_context']:
         setting['compress_trigger'] = config['eval_compress_trigger']
+    setting['device'] = device_type(config['device'] if device is None else device)
     return setting
 
 
+def own_eval_setting(run: str | os.PathLike) -> dict:
+    """The run's own evaluation: its config.yaml's evaluation keys, actions sampled, on the kind of device it was
+    trained on. Its results are the ones in the run directory itself (eval_result.npy, eval_summary.json)."""
+    return eval_setting(read_run_config(run), greedy=False, device=trained_device_type(run))
+
+
 def eval_output_dir(run: str | os.PathLike, setting: dict) -> Path:
-    """Where an evaluation with ``setting`` writes: the run directory itself for the run's own setting (its
-    config.yaml, actions sampled), else ``eval-{greedy|sampled}-{E}ep-{S}x-seed{seed}[-{trigger}]`` inside it."""
+    """Where an evaluation with ``setting`` writes: the run directory itself for the run's own setting
+    (``own_eval_setting``), else ``eval-{greedy|sampled}-{E}ep-{S}x-seed{seed}[-{trigger}]-{device}`` inside it."""
     run = Path(run)
-    if setting == eval_setting(read_run_config(run), greedy=False):
+    if setting == own_eval_setting(run):
         return run
     tag = (f"{'greedy' if setting['greedy'] else 'sampled'}-{setting['episodes']}ep-{setting['streams_per_goal']}x-"
-           f"seed{setting['seed']}" + (f"-{setting['compress_trigger']}" if 'compress_trigger' in setting else ''))
+           f"seed{setting['seed']}" + (f"-{setting['compress_trigger']}" if 'compress_trigger' in setting else '')
+           + (f"-{setting['device']}" if 'device' in setting else ''))
     return run / f'eval-{tag}'
 
 

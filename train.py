@@ -10,7 +10,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import add_config_args, base_config, finalize_config, format_config, get_config, presets_of
+from config_schema import RUN_KEYS, add_config_args, base_config, finalize_config, format_config, get_config, presets_of
 from dataset import load_samplers
 from model import build_model, training
 from run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, checkpoints, read_run_config, record_config_changes, run_dir,
@@ -27,12 +27,10 @@ def read_config(args):
     return finalize_config(config, presets_of(args), args.overrides)
 
 
-# keys that do not change what is trained: a resumed run may differ in these
-NON_TRAINING_KEYS = {'device', 'compile', 'runs_dir', 'datasets_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
-                     'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'ckpt_interval'}
 # keys a resumed run may change on purpose, e.g. a smaller batch after running out of memory; each change is
-# announced and recorded in the run directory
+# announced and recorded in the run directory. Every other key of config_schema.RUN_KEYS must keep its value.
 RESUMABLE_KEYS = {'train_batch_size'}
+assert RESUMABLE_KEYS <= RUN_KEYS
 CPU_ADVICE_SECONDS = 3600  # above this estimated training time on a CPU, suggest the CPU setting
 
 
@@ -42,7 +40,7 @@ def check_run_dir(out, config) -> dict:
     saved = read_run_config(out)
     if not saved:
         return {}
-    diff = [k for k in config if k not in NON_TRAINING_KEYS | RESUMABLE_KEYS and saved.get(k) != config[k]]
+    diff = [k for k in config if k in RUN_KEYS - RESUMABLE_KEYS and saved.get(k) != config[k]]
     if diff:
         shown = ', '.join(f'{k}: {saved.get(k)!r} -> {config[k]!r}' for k in diff[:5])
         raise UserError(f"Run directory '{out}' already holds a run with a different config ({shown}). "
@@ -110,6 +108,7 @@ def main():
     test_batches = [test_sampler.sample(config['test_batch_size'], test_gen) for _ in range(config['test_n_batches'])]
 
     step = 0
+    before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
     if done:
         ckpt = load_checkpoint(done[-1][1], device)
         states = rank_rng_states(ckpt)
@@ -122,6 +121,8 @@ def main():
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['scheduler'])
         step = ckpt['step']
+        # checkpoints written before 'progress' existed: the earlier segments' time is unknown
+        before = ckpt.get('progress', dict(before, complete=False))
         restore_rng(states[rank], gen, device)
         if main_process:
             print(f"Resuming '{out}' from step {step}.")
@@ -146,6 +147,14 @@ def main():
             warn_cpu_time(training.estimate_step_seconds(model, train_sampler, config, device),
                           config['train_timesteps'] - step)
 
+    def progress(at_step) -> dict:
+        """Whole-run figures up to ``at_step``: every earlier segment (from the checkpoint resumed) plus this one."""
+        peak, peak_kind = peak_memory_mib(device)
+        return {'seconds': before['seconds'] + time.time() - t0,
+                'action_targets': before['action_targets'] + (at_step - step0) * targets_per_step,
+                'peak_mib': max(before['peak_mib'], peak), 'peak_kind': peak_kind,
+                'segments': before['segments'] + 1, 'complete': before['complete']}
+
     def write_checkpoint(at_step):
         mine = {'torch': torch.get_rng_state(), 'sampler': gen.get_state(),
                 'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None}
@@ -153,13 +162,15 @@ def main():
         if main_process:
             save_checkpoint(out, at_step, {
                 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                'step': at_step, 'config': dict(config), 'rng': {'world_size': world, 'ranks': states}})
+                'step': at_step, 'config': dict(config), 'rng': {'world_size': world, 'ranks': states},
+                'progress': progress(at_step)})
 
     model.train()
     total = config['train_timesteps']
     last_test: dict = {}
     bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process, mininterval=1.0)
     t0, step0 = time.time(), step
+    targets_per_step = config['train_batch_size'] * world * train_sampler.targets_per_window()
     reset_peak_memory(device)
     try:
         while step < total:
@@ -196,14 +207,18 @@ def main():
         if world > 1:
             print(f'DDP: parameters identical on all {world} ranks.')
         writer.close()
-        peak, peak_kind = peak_memory_mib(device)
-        summary = {'steps': step - step0, 'seconds': elapsed, 'steps_per_s': (step - step0) / max(elapsed, 1e-9),
-                   'action_targets_per_s': (step - step0) * config['train_batch_size'] * world
-                   * train_sampler.targets_per_window() / max(elapsed, 1e-9),
-                   'peak_mib': peak, 'peak_kind': peak_kind,
+        whole = progress(step)
+        # whole-run figures (every segment of a resumed run; time lost after a checkpoint before a stop is not
+        # counted, as those steps were trained again), then this segment's own
+        summary = {'steps': step, 'seconds': whole['seconds'], 'steps_per_s': step / max(whole['seconds'], 1e-9),
+                   'action_targets_per_s': whole['action_targets'] / max(whole['seconds'], 1e-9),
+                   'peak_mib': whole['peak_mib'], 'peak_kind': whole['peak_kind'], 'segments': whole['segments'],
+                   'whole_run_timed': whole['complete'],
+                   'last_segment': {'first_step': step0, 'steps': step - step0, 'seconds': elapsed},
                    'device': str(device), 'world_size': world, 'final_test': last_test}
         atomic_write_text(out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
-        print(f"Finished {step} steps in {elapsed:.1f} s ({summary['steps_per_s']:.1f} steps/s); "
+        print(f"Finished {step} steps in {summary['seconds']:.1f} s of training ({summary['steps_per_s']:.1f} "
+              f"steps/s{'' if whole['segments'] == 1 else ', ' + str(whole['segments']) + ' segments'}); "
               f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")
     training.teardown_distributed(world)
     return 0

@@ -43,7 +43,10 @@ def profile_calls(fn, device, steps: int, top: int) -> dict:
     on_device = device.type == 'cuda'
     sort_key = 'self_cuda_time_total' if on_device else 'self_cpu_time_total'
     table = events.table(sort_by=sort_key, row_limit=top)
-    device_us = sum(getattr(e, 'self_device_time_total', getattr(e, 'self_cuda_time_total', 0)) for e in events)
+    # an operator's self device time is that of the kernels it launched, and each kernel is also listed as an
+    # entry of its own: count the operators (host-side entries) only, or every kernel counts twice
+    device_us = sum(getattr(e, 'self_device_time_total', getattr(e, 'self_cuda_time_total', 0)) for e in events
+                    if str(getattr(e, 'device_type', 'CPU')).endswith('CPU'))
     kernels = sum(e.count for e in prof.events() if on_device and str(getattr(e, 'device_type', '')).endswith('CUDA'))
     return {'wall_ms': wall_ms, 'device_ms': device_us / 1e3 / steps if on_device else None,
             'kernels_per_call': kernels / steps if on_device else None, 'table': table}

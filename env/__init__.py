@@ -35,6 +35,7 @@ class EnvSpec:
     distance: Callable                # (task, grid_size) -> steps of the shortest path that solves the task
     describe: Callable                # task -> short text
     noun: str                         # what its tasks are called: 'goals', 'tasks'
+    horizon: int                      # steps per episode by default (config/env/{name}.yaml says the same)
 
 
 def _darkroom_waypoint(state, tasks):
@@ -51,13 +52,14 @@ ENVS = {
         name='darkroom', gym_id='DarkRoom-v0', task_dim=2, obs_sizes=lambda g: (g, g), n_all_tasks=lambda g: g * g,
         task_of=darkroom.goal_of, start_state=darkroom.start_position, step=darkroom.step_positions,
         oracle_return=darkroom.oracle_return, waypoint=_darkroom_waypoint, distance=darkroom.goal_distance,
-        describe=lambda t: f'({int(t[0])}, {int(t[1])})', noun='goals'),
+        describe=lambda t: f'({int(t[0])}, {int(t[1])})', noun='goals', horizon=20),
     'darkkeytodoor': EnvSpec(
         name='darkkeytodoor', gym_id='DarkKeyToDoor-v0', task_dim=4,
         obs_sizes=lambda g: (g, g, keytodoor.STAGES), n_all_tasks=lambda g: g ** 4, task_of=keytodoor.task_cells,
         start_state=keytodoor.start_state, step=keytodoor.step_states, oracle_return=keytodoor.oracle_return,
         waypoint=_keytodoor_waypoint, distance=keytodoor.path_length,
-        describe=lambda t: f'key ({int(t[0])}, {int(t[1])}) door ({int(t[2])}, {int(t[3])})', noun='tasks'),
+        describe=lambda t: f'key ({int(t[0])}, {int(t[1])}) door ({int(t[2])}, {int(t[3])})', noun='tasks',
+        horizon=50),
 }
 
 
@@ -66,14 +68,15 @@ class GridEnv(gym.Env):
 
     ``gym.make('DarkRoom-v0', goal=(row, col))`` or ``gym.make('DarkKeyToDoor-v0', task=(kr, kc, dr, dc))``.
     Observation: int64 array of the state (Dark Room (row, col); Key-to-Door (row, col, stage)). Reward: float.
-    ``truncated`` after ``horizon`` steps; never terminated.
+    ``truncated`` after ``horizon`` steps (by default the environment's own: 20 in Dark Room, 50 in Key-to-Door);
+    never terminated.
     """
 
     metadata = {'render_modes': []}
 
-    def __init__(self, env: str = 'darkroom', task=None, goal=None, grid_size: int = 9, horizon: int = 20):
+    def __init__(self, env: str = 'darkroom', task=None, goal=None, grid_size: int = 9, horizon: int | None = None):
         self.spec_ = ENVS[env]
-        self.grid_size, self.horizon = grid_size, horizon
+        self.grid_size, self.horizon = grid_size, horizon or self.spec_.horizon
         task = goal if task is None else task
         self.task = np.asarray(task if task is not None else (0,) * self.spec_.task_dim, dtype=np.int64)
         self.observation_space = gym.spaces.MultiDiscrete(self.spec_.obs_sizes(grid_size))

@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from config_schema import SCHEMA, ConfigError, get_config, load_config
+from config_schema import (EVAL, EVAL_KEYS, IO, IO_KEYS, RUN, RUN_KEYS, SCHEMA, SCOPES, ConfigError, get_config,
+                           keys_of_scope, load_config)
 from tests.helpers import ROOT, assert_user_error, run_script
 
 
@@ -79,3 +80,18 @@ def test_the_readme_configuration_table_lists_every_key():
 
 def test_quick_and_cpu_are_two_settings():
     assert_user_error(run_script('train.py', '--quick', '--cpu'), '--quick and --cpu')
+
+
+def test_every_key_has_exactly_one_scope():
+    assert all(len(entry) == 4 for entry in SCHEMA.values())  # (type, check, demand, scope), declared together
+    assert set(SCOPES) == set(SCHEMA) and set(SCOPES.values()) == {RUN, EVAL, IO}
+    assert (RUN_KEYS, EVAL_KEYS, IO_KEYS) == tuple(keys_of_scope(s) for s in (RUN, EVAL, IO))
+    assert RUN_KEYS | EVAL_KEYS | IO_KEYS == set(SCHEMA)
+    assert len(RUN_KEYS) + len(EVAL_KEYS) + len(IO_KEYS) == len(SCHEMA)  # no key in two scopes
+    # what decides the data, the task sample and split, the model and its training is fixed by a run
+    assert {'env', 'grid_size', 'horizon', 'n_tasks', 'task_seed', 'env_split_seed', 'train_env_ratio', 'alg_seed',
+            'n_stream', 'n_steps', 'ppo_learning_rate', 'n_transit', 'compress_interval', 'memory_tokens', 'tf_n_embd',
+            'lr', 'seed', 'train_batch_size', 'train_n_stream', 'test_batch_size', 'bf16'} <= RUN_KEYS
+    assert EVAL_KEYS == {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'device'}
+    assert {'datasets_dir', 'runs_dir', 'figs_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
+            'ckpt_interval', 'compile'} <= IO_KEYS

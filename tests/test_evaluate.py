@@ -1,4 +1,6 @@
 import json
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,11 @@ from model import build_model
 from model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
 from model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
-from config_schema import load_config
+from config_schema import MEMORY_MODEL_CONFIG, RUN_KEYS, SCHEMA, Config, load_config
+from history_file import dataset_path
+from run_files import TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint, write_run_config
+from synthetic_histories import write_synthetic_file
+from utils import UserError, pick_device
 
 
 def tiny(compressed, *extra):
@@ -117,7 +123,7 @@ def test_evaluate_writes_results_in_goal_major_order(tmp_path, workdir, tiny_dat
     assert run_script('train.py', *args).returncode == 0
     name = 'AD-darkroom-compressed-seed0' if compressed else 'AD-darkroom-seed0'
     run = tmp_path / 'runs' / name
-    proc = run_script('evaluate.py', *workdir)  # no run given: the most recent one
+    proc = run_script('evaluate.py', *workdir, 'device=cpu')  # no run given: the most recent one
     assert proc.returncode == 0, proc.stderr
     assert f"most recently trained run, '{run}'" in proc.stdout and '(4, 2)' in proc.stdout
     result = np.load(run / 'eval_result.npy')
@@ -185,22 +191,179 @@ def test_other_evaluation_settings_are_kept_apart_and_never_duplicate_tensorboar
     args = COMPRESSED + TINY_COMPRESSED + workdir
     assert run_script('train.py', *args).returncode == 0
     run = tmp_path / 'runs' / 'AD-darkroom-compressed-seed0'
-    assert run_script('evaluate.py', str(run)).returncode == 0  # the run's own setting: SPEC file names
+    # the run's own setting (trained on the CPU, evaluated on it): SPEC file names in the run directory
+    assert run_script('evaluate.py', str(run), 'device=cpu').returncode == 0
     default = (run / 'eval_result.npy').read_bytes()
     assert sorted(s for s, _ in event_points(run)) == [1, 2, 3]
-    proc = run_script('evaluate.py', str(run), '--greedy', 'eval_episodes=2')
+    proc = run_script('evaluate.py', str(run), '--greedy', 'eval_episodes=2', 'device=cpu')
     assert proc.returncode == 0, proc.stderr
-    other = run / 'eval-greedy-2ep-2x-seed0-fixed'
+    other = run / 'eval-greedy-2ep-2x-seed0-fixed-cpu'
     assert np.load(other / 'eval_result.npy').shape == (16, 2)
     assert json.loads((other / 'eval_summary.json').read_text())['setting'] == {
-        'episodes': 2, 'streams_per_goal': 2, 'seed': 0, 'greedy': True, 'compress_trigger': 'fixed'}
+        'episodes': 2, 'streams_per_goal': 2, 'seed': 0, 'greedy': True, 'compress_trigger': 'fixed', 'device': 'cpu'}
     assert (run / 'eval_result.npy').read_bytes() == default  # untouched
     assert sorted(s for s, _ in event_points(other)) == [1, 2]
-    assert run_script('evaluate.py', str(run), 'eval_seed=1').returncode == 0
-    assert (run / 'eval-sampled-3ep-2x-seed1-fixed' / 'eval_result.npy').exists()
-    assert run_script('evaluate.py', str(run)).returncode == 0  # evaluating again replaces, never appends
+    assert run_script('evaluate.py', str(run), 'eval_seed=1', 'device=cpu').returncode == 0
+    assert (run / 'eval-sampled-3ep-2x-seed1-fixed-cpu' / 'eval_result.npy').exists()
+    assert run_script('evaluate.py', str(run), 'device=cpu').returncode == 0  # evaluating again replaces, never appends
     assert sorted(s for s, _ in event_points(run)) == [1, 2, 3]
-    assert np.load(run / 'eval_result.npy').tobytes() == np.load(other.parent / 'eval_result.npy').tobytes()
+    assert (run / 'eval_result.npy').read_bytes() == default  # and reproduces the run's own evaluation
+    # the same evaluation of a copy of the run, computed afresh elsewhere, gives the same returns
+    copy = tmp_path / 'copy' / run.name
+    shutil.copytree(run, copy)
+    (copy / 'eval_result.npy').unlink()
+    assert run_script('evaluate.py', str(copy), 'device=cpu').returncode == 0
+    np.testing.assert_array_equal(np.load(copy / 'eval_result.npy'), np.load(run / 'eval_result.npy'))
+    assert not np.array_equal(np.load(copy / 'eval_result.npy'),
+                              np.load(run / 'eval-sampled-3ep-2x-seed1-fixed-cpu' / 'eval_result.npy'))
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    """One tiny standard run trained on the CPU (with its dataset), shared by the tests that evaluate copies of it."""
+    root = tmp_path_factory.mktemp('trained')
+    dirs = [f'{key}={root / key}' for key in ('datasets_dir', 'runs_dir', 'figs_dir', 'ppo_log_dir')]
+    config = load_config(overrides=TINY_STANDARD + dirs)
+    write_synthetic_file(dataset_path(config), config)
+    proc = run_script('train.py', *TINY_STANDARD, *dirs)
+    assert proc.returncode == 0, proc.stderr
+    return root / 'runs_dir' / 'AD-darkroom-seed0'
+
+
+@pytest.fixture
+def run_copy(tmp_path, trained_run):
+    run = tmp_path / trained_run.name
+    shutil.copytree(trained_run, run)
+    return run
+
+
+def files_of(directory):
+    """Every file under ``directory`` with its modification time and size."""
+    return {str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(directory.rglob('*'))}
+
+
+def evaluate_in_process(monkeypatch, *argv):
+    import evaluate
+    monkeypatch.setattr(sys, 'argv', ['evaluate.py', *map(str, argv)])
+    evaluate.main()
+
+
+def test_evaluation_refuses_another_value_of_a_key_the_run_fixes(run_copy, monkeypatch):
+    run = run_copy
+    evaluate_in_process(monkeypatch, run, 'device=cpu')
+    before = files_of(run)
+    assert 'eval_result.npy' in before
+    # n_tasks, task_seed, env_split_seed and train_env_ratio rebuild the held-out tasks; bf16 and lr are the
+    # run's training: each is refused, naming the key, the run's value and the way out
+    proc = run_script('evaluate.py', str(run), 'n_tasks=200', 'device=cpu')
+    assert_user_error(proc, "'n_tasks' is fixed by the trained run", 'trained with n_tasks=0', 'train a new run',
+                      'eval_episodes')
+    for override, saved in (('task_seed=3', 'task_seed=0'), ('env_split_seed=1', 'env_split_seed=0'),
+                            ('train_env_ratio=0.5', 'train_env_ratio=0.9'), ('bf16=false', 'bf16=true'),
+                            ('lr=0.5', 'lr=0.0003')):
+        key = override.split('=')[0]
+        with pytest.raises(UserError, match=f"'{key}' is fixed by the trained run") as refused:
+            evaluate_in_process(monkeypatch, run, 'device=cpu', override)
+        assert saved in str(refused.value)
+    # a run the override fits, named before one it does not: neither is evaluated
+    other = run.parent / 'other' / run.name
+    shutil.copytree(run, other)
+    config = yaml.safe_load((other / 'config.yaml').read_text())
+    (other / 'config.yaml').write_text(yaml.safe_dump(dict(config, task_seed=3)))
+    other_before = files_of(other)
+    with pytest.raises(UserError, match="'task_seed' is fixed"):
+        evaluate_in_process(monkeypatch, other, run, 'task_seed=3', 'device=cpu')
+    assert files_of(run) == before and files_of(other) == other_before
+    # repeating the run's own values changes nothing: accepted, and still the run's own evaluation
+    evaluate_in_process(monkeypatch, run, 'device=cpu', 'n_tasks=0', 'task_seed=0', 'env_split_seed=0',
+                        'train_env_ratio=0.9', 'bf16=true', 'lr=3e-4', 'runs_dir=elsewhere')
+    after = files_of(run)
+    assert after['eval_result.npy'] != before['eval_result.npy']
+    assert not [name for name in after if name.startswith('eval-')]
+
+
+def test_an_evaluation_on_another_kind_of_device_than_the_training_one_is_kept_apart(run_copy, monkeypatch):
+    import evaluate
+    run = run_copy
+    summary = json.loads((run / TRAIN_SUMMARY).read_text())
+    assert summary['device'] == 'cpu' and own_eval_setting(run)['device'] == 'cpu'
+    evaluate_in_process(monkeypatch, run, 'device=cpu')
+    own = files_of(run)['eval_result.npy']
+    (run / TRAIN_SUMMARY).write_text(json.dumps(dict(summary, device='cuda:0')))  # as if trained on a GPU
+    assert own_eval_setting(run)['device'] == 'cuda'
+    evaluate_in_process(monkeypatch, run, 'device=cpu')
+    out = run / 'eval-sampled-3ep-2x-seed0-cpu'
+    assert json.loads((out / 'eval_summary.json').read_text())['setting']['device'] == 'cpu'
+    assert np.load(out / 'eval_result.npy').shape == (16, 3)
+    assert files_of(run)['eval_result.npy'] == own  # the run's own evaluation is untouched
+    # a run without the device in its summary: its own evaluation is on the device 'auto' picks here
+    (run / TRAIN_SUMMARY).unlink()
+    here = pick_device('auto').type
+    assert own_eval_setting(run)['device'] == here
+    config = evaluate.eval_config(run, [], [])
+    assert eval_output_dir(run, eval_setting(config, False, pick_device(config['device']))) == run
+    assert eval_output_dir(run, eval_setting(config, False, 'cpu' if here != 'cpu' else 'cuda')) != run
+
+
+def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
+    import evaluate
+    import train
+    config = load_config(overrides=TINY_STANDARD)
+    run = tmp_path / 'run'
+    run.mkdir()
+    write_run_config(run, config)
+
+    def another(key, value):
+        """A valid value of ``key`` other than ``value`` (None where an override can give none)."""
+        if key in ('env', 'num_actions', 'alg', 'model'):
+            return None  # 'env' is chosen by --env; the others have a single allowed value
+        options = {'eval_compress_trigger': 'model', 'device': 'cpu' if value != 'cpu' else 'auto'}
+        if key in options:
+            return options[key]
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, int):
+            return value + 2
+        if isinstance(value, float):
+            return value / 2 if value else 0.1
+        if isinstance(value, list):
+            return value + [8]
+        return value + '-elsewhere'
+
+    checked = set()
+    for key in SCHEMA:
+        value = another(key, config[key])
+        if value is None:
+            continue
+        checked.add(key)
+        try:
+            evaluate.eval_config(run, [], [f'{key}={json.dumps(value)}'])
+            eval_refuses = False
+        except UserError as exc:
+            assert f"'{key}' is fixed by the trained run" in str(exc), exc
+            eval_refuses = True
+        try:
+            train.check_run_dir(run, Config(config, **{key: value}))
+            resume_refuses = False
+        except UserError as exc:
+            assert 'different config' in str(exc) and key in str(exc), exc
+            resume_refuses = True
+        assert eval_refuses == (key in RUN_KEYS), key
+        assert resume_refuses == (key in RUN_KEYS - train.RESUMABLE_KEYS), key
+    assert checked == set(SCHEMA) - {'env', 'num_actions', 'alg', 'model'}
+
+
+def test_the_summary_of_a_memory_run_says_memory(tmp_path, workdir, monkeypatch):
+    config = load_config(MEMORY_MODEL_CONFIG, overrides=TINY_COMPRESSED + MEMORY + workdir)
+    run = tmp_path / 'AD-darkroom-compressed-memory-seed0'
+    run.mkdir()
+    write_run_config(run, config)
+    save_checkpoint(run, 8, {'model': random_model(config).state_dict()})
+    (run / TRAIN_SUMMARY).write_text(json.dumps({'device': 'cpu'}))
+    evaluate_in_process(monkeypatch, run, 'device=cpu')
+    summary = json.loads((run / 'eval_summary.json').read_text())
+    assert summary['mode'] == 'memory' and summary['compress_trigger'] == 'fixed'
 
 
 def test_the_curve_figure_draws_any_number_of_runs(tmp_path, monkeypatch):

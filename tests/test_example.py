@@ -4,7 +4,11 @@ import json
 import re
 
 import numpy as np
+import yaml
 
+from config_schema import load_config
+from history_file import dataset_path
+from synthetic_histories import write_synthetic_file
 from tests.helpers import ROOT, assert_user_error, run_script
 
 QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
@@ -44,8 +48,41 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
     assert third.stdout.count('reusing the finished run') == 2 and third.stdout.count("reusing '") == 0
     for name in ('AD-darkroom-seed0', 'AD-darkroom-compressed-seed0'):
         assert np.load(runs / name / 'eval_result.npy').shape == (32, 20)  # the run's own setting, untouched
-    assert np.load(runs / 'AD-darkroom-seed0' / 'eval-sampled-7ep-4x-seed0' / 'eval_result.npy').shape == (32, 7)
+    assert np.load(runs / 'AD-darkroom-seed0' / 'eval-sampled-7ep-4x-seed0-cpu' / 'eval_result.npy').shape == (32, 7)
     assert json.loads((runs / 'comparison.json').read_text())['runs']['standard'][0]['eval_seconds'] > 0
+
+
+def test_the_equal_context_and_compute_matched_rows(tmp_path, workdir):
+    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=20', 'eval_interval=10',
+                 'ckpt_interval=10', 'eval_episodes=2', 'eval_streams_per_goal=1', 'test_n_batches=1']
+    config = load_config(presets=['quick'], overrides=overrides)
+    write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes',
+                      'standard,compressed,standard-160', '--compute-matched', *overrides)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = tmp_path / 'runs'
+
+    def saved(sub):
+        return yaml.safe_load((runs / sub / 'config.yaml').read_text())
+
+    def speed(name):
+        return json.loads((runs / name / 'train_summary.json').read_text())['steps_per_s']
+    # standard AD with compressed AD's longest context, in a folder of its own (the standard run is untouched)
+    assert saved('standard-160/AD-darkroom-seed0')['n_transit'] == 160
+    assert saved('AD-darkroom-seed0')['n_transit'] == 240
+    # compressed AD for standard AD's wall time: its step budget scales with the measured speeds
+    matched = saved('compressed-matched/AD-darkroom-compressed-seed0')
+    assert matched['use_compressed_context']
+    assert matched['train_timesteps'] == round(20 * speed('AD-darkroom-compressed-seed0') / speed('AD-darkroom-seed0'))
+    table = (runs / 'comparison.md').read_text()
+    for pair in ('standard-160 against standard', 'compressed against standard-160',
+                 'compressed-matched against standard', 'compressed-matched against compressed'):
+        assert f'| {pair} (paired by seed and split) |' in table, pair
+
+
+def test_the_compute_matched_row_needs_its_baselines(workdir):
+    proc = run_script('example_compressed_training.py', '--quick', '--modes', 'compressed-matched', *workdir)
+    assert_user_error(proc, 'needs standard and compressed', '--compute-matched')
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):

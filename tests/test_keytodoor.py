@@ -1,12 +1,14 @@
 """Dark Key-to-Door end to end: collect (real PPO, tiny), train both modes, evaluate, in the same scripts."""
 import json
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
 
 from config_schema import load_config
 from env import task_split
+from env.keytodoor import oracle_return, task_cells
 from history_file import dataset_path
 from tests.helpers import COMPRESSED, TINY, assert_user_error, run_script
 
@@ -62,9 +64,12 @@ def test_train_and_evaluate_both_modes(tmp_path, workdir, keytodoor_dataset, com
     assert 'key (' in proc.stdout and 'door (' in proc.stdout
     summary = json.loads((run / 'eval_summary.json').read_text())
     assert summary['env'] == 'darkkeytodoor' and len(summary['goals'][0]) == 4
-    assert summary['oracle_return_per_goal'] == [2, 2, 2]
+    _, test = task_split(load_config(env='darkkeytodoor', overrides=TRAIN))
+    assert summary['goals'] == [list(t) for t in task_cells(test, 9)]  # the held-out tasks, in split order
     result = np.load(run / 'eval_result.npy')
-    assert result.shape == (3 * 2, 2) and result.max() <= 2
+    assert result.shape == (3 * 2, 2)
+    # the file is goal-major: each task's rows are its rollouts, and the summary's per-task means are theirs
+    np.testing.assert_allclose(summary['mean_return_per_goal'], result.reshape(3, 2, 2).mean((1, 2)), rtol=1e-6)
     proc = run_script('visualize_compression.py', *ENV, *COLLECT, *workdir, '--analyze')
     assert proc.returncode == 0 and 'All markers on n_steps boundaries' in proc.stdout, proc.stderr
 
@@ -78,3 +83,20 @@ def test_choosing_the_environment(workdir):
 def test_a_dataset_of_other_tasks_is_refused(workdir, keytodoor_dataset):
     proc = run_script('train.py', *ENV, *TRAIN, *workdir, 'n_tasks=20')
     assert_user_error(proc, 'collected with n_tasks=12 but the config has n_tasks=20')
+
+
+@pytest.mark.parametrize('horizon, expected', [(50, 2), (20, 1), (7, 0)])
+def test_the_oracle_return_depends_on_the_horizon(horizon, expected):
+    # key (0, 0): 8 steps from the centre (4, 4); door (8, 8): 16 more. Worked out by hand.
+    assert oracle_return((0, 0, 8, 8), 9, horizon) == expected
+
+
+@pytest.mark.parametrize('env_id, horizon', [('DarkKeyToDoor-v0', 50), ('DarkRoom-v0', 20)])
+def test_gym_episodes_last_the_environment_s_horizon(env_id, horizon):
+    env = gym.make(env_id, task=(0, 0, 8, 8) if 'Key' in env_id else (0, 0))
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, _, truncated, _ = env.step(4)
+        steps += 1
+    assert steps == horizon  # before, Key-to-Door episodes were truncated after Dark Room's 20 steps

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,24 @@ def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path,
     resumed = torch.load(other / name / 'ckpt-8.pt', weights_only=False)
     for k, v in full['model'].items():
         torch.testing.assert_close(resumed['model'][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_resumed_run_s_summary_covers_the_whole_run(tmp_path, workdir, tiny_dataset):
+    run = tmp_path / 'runs' / 'AD-darkroom-seed0'
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+    first_half = torch.load(run / 'ckpt-4.pt', weights_only=False)['progress']
+    (run / 'ckpt-8.pt').unlink()  # as if it had stopped after the checkpoint at step 4
+    proc = run_script('train.py', *TINY_STANDARD, *workdir)
+    assert proc.returncode == 0 and 'from step 4' in proc.stdout, proc.stderr
+    summary = json.loads((run / 'train_summary.json').read_text())
+    # before, the summary held the resumed half alone: 4 steps, its seconds and its speed
+    assert summary['steps'] == 8 and summary['segments'] == 2 and summary['whole_run_timed']
+    assert summary['last_segment'] == {'first_step': 4, 'steps': 4, 'seconds': summary['last_segment']['seconds']}
+    assert summary['seconds'] == pytest.approx(first_half['seconds'] + summary['last_segment']['seconds'], rel=0.05)
+    assert summary['steps_per_s'] == pytest.approx(8 / summary['seconds'])
+    targets_per_step = 8 * 20  # batch 8 x 20 action targets per standard window
+    assert summary['action_targets_per_s'] == pytest.approx(8 * targets_per_step / summary['seconds'])
+    assert summary['peak_mib'] >= first_half['peak_mib']
 
 
 def test_missing_dataset_says_to_run_collect(workdir):

@@ -19,16 +19,16 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from config_schema import add_config_args, config_from_args, format_config
-from env import env_spec, oracle_returns, task_indices, tasks_of
-from history_file import HistoryWriter, dataset_path, rollout_returns
-from utils import UserError, parse_args, run_main
+from compressed_ad.config_schema import add_config_args, config_from_args, format_config
+from compressed_ad.env import env_spec, oracle_returns, task_indices, tasks_of
+from compressed_ad.history_file import HistoryWriter, dataset_path, rollout_returns
+from compressed_ad.utils import UserError, parse_args, run_main
 
 
 def collect_task(job):
     """Worker: PPO on one task. Returns (env_idx, history, seconds) or (env_idx, error text, None)."""
     env_idx, task, config = job
-    from algorithm.ppo import learn_task, set_single_thread
+    from compressed_ad.algorithm.ppo import learn_task, set_single_thread
     set_single_thread()
     start = time.time()
     try:

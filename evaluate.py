@@ -26,16 +26,16 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, format_config, get_config,
-                           load_config, parse_overrides, presets_of)
-from env import env_spec, oracle_returns, task_split, tasks_of
-from history_file import ppo_source_curve
-from model import build_model
-from model.rollout import InContextRollout
-from plots import plot_in_context_curves, std_band
-from run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY, checkpoints,
-                       eval_output_dir, eval_setting, find_latest_run, read_run_config)
-from utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
+from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, format_config,
+                                         get_config, load_config, parse_overrides, presets_of)
+from compressed_ad.env import env_spec, oracle_returns, task_split, tasks_of
+from compressed_ad.history_file import ppo_source_curve
+from compressed_ad.model import build_model
+from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.plots import plot_in_context_curves, std_band
+from compressed_ad.run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY,
+                                     checkpoints, eval_output_dir, eval_setting, find_latest_run, read_run_config)
+from compressed_ad.utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
 
 # what the trained run fixes (its data, task split, model and training), the set train.py's resume check uses too;
 # what an evaluation chooses is config_schema.EVAL_KEYS. Both come from the scopes of config_schema.SCHEMA.

@@ -24,15 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-import comparison as stats
-from config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MEMORY_MODEL_CONFIG, MODEL_CONFIG, ConfigError,
-                           add_config_args, format_config, load_config, preset_flags, presets_of)
-from env import ENVS, task_split
-from history_file import dataset_path, ppo_source_curve
-from plots import plot_in_context_curves
-from run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir, eval_setting, run_dir,
-                       run_finished)
-from utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
+from compressed_ad import comparison as stats
+from compressed_ad.config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MEMORY_MODEL_CONFIG, MODEL_CONFIG,
+                                         ConfigError, add_config_args, format_config, load_config, preset_flags,
+                                         presets_of)
+from compressed_ad.env import ENVS, task_split
+from compressed_ad.history_file import dataset_path, ppo_source_curve
+from compressed_ad.plots import plot_in_context_curves
+from compressed_ad.run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir,
+                                     eval_setting, run_dir, run_finished)
+from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
 # Variants compared as modes of their own, each trained from a mode's config into a runs_dir sub-folder of its name

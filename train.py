@@ -1,7 +1,6 @@
-"""Train the AD transformer on PPO learning histories, standard or compressed-context AD.
-    python train.py [--config config/model/ad_dr_compressed.yaml] [--cpu | --quick] [KEY=VALUE ...]
-    torchrun --nproc_per_node 2 train.py ...        # DistributedDataParallel
-Re-running resumes an unfinished run from its newest checkpoint; a finished run is left as it is."""
+"""Train the AD transformer on PPO learning histories, standard or compressed-context AD. Re-running resumes an
+unfinished run from its newest checkpoint; a finished run is left as it is.
+    python train.py [--config config/model/ad_dr_compressed.yaml] [--cpu | --quick] [KEY=VALUE ...]"""
 import argparse
 import json
 import time
@@ -10,13 +9,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config_schema import RUN_KEYS, add_config_args, base_config, finalize_config, format_config, get_config, presets_of
-from dataset import load_samplers
-from model import build_model, training
-from run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, checkpoints, read_run_config, record_config_changes, run_dir,
-                       run_finished, save_checkpoint, write_run_config)
-from utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, reset_peak_memory, run_main,
-                   seconds_to_text)
+from compressed_ad.config_schema import (RUN_KEYS, add_config_args, base_config, finalize_config, format_config,
+                                         get_config, presets_of)
+from compressed_ad.dataset import load_samplers
+from compressed_ad.model import build_model, training
+from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, checkpoints, read_run_config, record_config_changes,
+                                     run_dir, run_finished, save_checkpoint, write_run_config)
+from compressed_ad.utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, reset_peak_memory, run_main,
+                                 seconds_to_text)
 
 
 def read_config(args):

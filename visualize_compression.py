@@ -30,12 +30,12 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from config_schema import add_config_args, config_from_args, format_config
-from env import ACTION_NAMES, ENVS, tasks_of
-from history_file import (MARK_CLOSE, MARK_OPEN, dataset_path, env_groups, file_config, find_regions, marker_problems,
-                          no_markers_error, open_history, region_length, rollout_returns)
-from plots import save_figure
-from utils import UserError, parse_args, run_main
+from compressed_ad.config_schema import add_config_args, config_from_args, format_config
+from compressed_ad.env import ACTION_NAMES, ENVS, tasks_of
+from compressed_ad.history_file import (MARK_CLOSE, MARK_OPEN, dataset_path, env_groups, file_config, find_regions,
+                                        marker_problems, no_markers_error, open_history, region_length, rollout_returns)
+from compressed_ad.plots import save_figure
+from compressed_ad.utils import UserError, parse_args, run_main
 
 MAX_PROBLEMS_SHOWN = 10
 REGION_SHADES = ('#c8ecc8', '#9fdc9f')  # alternating light greens

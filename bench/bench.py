@@ -51,15 +51,15 @@ import time
 import numpy as np
 import torch
 
-from config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
-from dataset import WindowSampler
-from env import task_indices, task_split, tasks_of
-from model import build_model
-from model.rollout import InContextRollout
-from model.training import make_optimizer, make_scheduler, train_step
-from synthetic_histories import synthetic_streams
-from utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device, process_max_rss_mib,
-                   reset_peak_memory, run_main, seconds_to_text)
+from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
+from compressed_ad.dataset import WindowSampler
+from compressed_ad.env import task_indices, task_split, tasks_of
+from compressed_ad.model import build_model
+from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.model.training import make_optimizer, make_scheduler, train_step
+from compressed_ad.synthetic_histories import synthetic_streams
+from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
+                                 process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
 
 MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
 COMPARED = (('compressed', 'standard'), ('memory', 'compressed'))  # (mode, against)
@@ -276,7 +276,7 @@ def format_ratios(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- PPO collection
 def measure_collect(args) -> dict:
     """Seconds per task of ``learn_task`` on one core (single torch thread), over COLLECT_GOALS tasks."""
-    from algorithm.ppo import learn_task, rollouts_needed, set_single_thread
+    from compressed_ad.algorithm.ppo import learn_task, rollouts_needed, set_single_thread
     config = load_config(presets=[p for p in args.presets if p == 'quick'], overrides=args.overrides)
     set_single_thread()
     train_idx, _ = task_split(config)

@@ -20,11 +20,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.bench import EVAL_GOALS, EVAL_STREAMS, MODES, eval_warmup_steps, make_sampler, mode_config, sync
-from env import task_split, tasks_of
-from model import build_model
-from model.rollout import InContextRollout
-from model.training import make_optimizer, make_scheduler, train_step
-from utils import atomic_write_text, pick_device, run_main
+from compressed_ad.env import task_split, tasks_of
+from compressed_ad.model import build_model
+from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.model.training import make_optimizer, make_scheduler, train_step
+from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
 PROFILED_STEPS = 5
 

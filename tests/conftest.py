@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from config_schema import load_config
-from history_file import dataset_path
-from synthetic_histories import write_synthetic_file
+from compressed_ad.config_schema import load_config
+from compressed_ad.history_file import dataset_path
+from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import TINY_STANDARD
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from utils import PROJECT_ROOT
+from compressed_ad.utils import PROJECT_ROOT
 
 ROOT = PROJECT_ROOT
 # a small but complete setting: all 81 goals (the split needs them), short regions

@@ -7,13 +7,13 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import collect
-from algorithm.ppo import HistoryLogger, make_ppo, rollouts_needed
-from algorithm.vec_env import GridVecEnv
-from config_schema import load_config
-from env import ENVS
-from history_file import dataset_path
+from compressed_ad.algorithm.ppo import HistoryLogger, make_ppo, rollouts_needed
+from compressed_ad.algorithm.vec_env import GridVecEnv
+from compressed_ad.config_schema import load_config
+from compressed_ad.env import ENVS
+from compressed_ad.history_file import dataset_path
 from tests.helpers import assert_user_error, run_script
-from utils import UserError
+from compressed_ad.utils import UserError
 
 TINY_COLLECT = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1']
 
@@ -90,8 +90,8 @@ def test_collect_writes_the_spec_layout_and_refuses_to_overwrite(tmp_path, workd
 
 
 def _fail_on_goal(bad_goal, exc):
-    import algorithm.ppo
-    real = algorithm.ppo.learn_task
+    from compressed_ad.algorithm import ppo as ppo_module
+    real = ppo_module.learn_task
 
     def learn_task(goal, config, seed, tensorboard_log=None):
         if tuple(goal) == bad_goal:
@@ -102,12 +102,12 @@ def _fail_on_goal(bad_goal, exc):
 
 @pytest.mark.parametrize('exc', [RuntimeError('boom'), KeyboardInterrupt()])
 def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir, monkeypatch, exc):
-    import algorithm.ppo
+    from compressed_ad.algorithm import ppo as ppo_module
     config = load_config(overrides=TINY_COLLECT + workdir)
     path = dataset_path(config)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'previous dataset')  # --force must not lose it when the new collect fails
-    monkeypatch.setattr(algorithm.ppo, 'learn_task', _fail_on_goal((0, 3), exc))
+    monkeypatch.setattr(ppo_module, 'learn_task', _fail_on_goal((0, 3), exc))
     monkeypatch.setattr('sys.argv', ['collect.py', '--force', 'n_process=1', *TINY_COLLECT, *workdir])
     if isinstance(exc, KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):

@@ -4,7 +4,7 @@ import pytest
 from rliable import library as rly
 from rliable import metrics
 
-import comparison as stats
+from compressed_ad import comparison as stats
 from example_compressed_training import aggregate, by_distance, per_goal_table
 
 SEEDS, SPLITS = (0, 1), (0, 1, 2)

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from config_schema import (EVAL, EVAL_KEYS, IO, IO_KEYS, RUN, RUN_KEYS, SCHEMA, SCOPES, ConfigError, get_config,
-                           keys_of_scope, load_config)
+from compressed_ad.config_schema import (EVAL, EVAL_KEYS, IO, IO_KEYS, RUN, RUN_KEYS, SCHEMA, SCOPES, ConfigError,
+                                         get_config, keys_of_scope, load_config)
 from tests.helpers import ROOT, assert_user_error, run_script
 
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from algorithm.vec_env import GridVecEnv
-from config_schema import load_config
-from env import ENVS, oracle_returns, task_indices, task_split, tasks_of
-from env.batched import BatchedEnv
+from compressed_ad.algorithm.vec_env import GridVecEnv
+from compressed_ad.config_schema import load_config
+from compressed_ad.env import ENVS, oracle_returns, task_indices, task_split, tasks_of
+from compressed_ad.env.batched import BatchedEnv
 
 
 def test_split_and_oracle_match_the_spec():

@@ -8,17 +8,18 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-import model.rollout
-from env import tasks_of
-from model import build_model
-from model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
-from model.rollout import InContextRollout
+from compressed_ad.model import rollout as model_rollout
+from compressed_ad.env import tasks_of
+from compressed_ad.model import build_model
+from compressed_ad.model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
+from compressed_ad.model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
-from config_schema import MEMORY_MODEL_CONFIG, RUN_KEYS, SCHEMA, Config, load_config
-from history_file import dataset_path
-from run_files import TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint, write_run_config
-from synthetic_histories import write_synthetic_file
-from utils import UserError, pick_device
+from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, RUN_KEYS, SCHEMA, Config, load_config
+from compressed_ad.history_file import dataset_path
+from compressed_ad.run_files import (TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint,
+                                     write_run_config)
+from compressed_ad.synthetic_histories import write_synthetic_file
+from compressed_ad.utils import UserError, pick_device
 
 
 def tiny(compressed, *extra):
@@ -136,12 +137,12 @@ def test_evaluate_writes_results_in_goal_major_order(tmp_path, workdir, tiny_dat
     assert (run / 'in_context_curve.png').stat().st_size > 1000
     # the rollout rows are goal-major: row r plays test goal r // eval_streams_per_goal
     seen = {}
-    real = model.rollout.InContextRollout.__init__
+    real = model_rollout.InContextRollout.__init__
 
     def spy(self, m, config, goals, **kw):
         seen['goals'] = goals.tolist()
         real(self, m, config, goals, **kw)
-    monkeypatch.setattr(model.rollout.InContextRollout, '__init__', spy)
+    monkeypatch.setattr(model_rollout.InContextRollout, '__init__', spy)
     import evaluate
     monkeypatch.setattr('sys.argv', ['evaluate.py', str(run), 'eval_episodes=1'])
     evaluate.main()
@@ -191,7 +192,7 @@ def test_other_evaluation_settings_are_kept_apart_and_never_duplicate_tensorboar
     args = COMPRESSED + TINY_COMPRESSED + workdir
     assert run_script('train.py', *args).returncode == 0
     run = tmp_path / 'runs' / 'AD-darkroom-compressed-seed0'
-    # the run's own setting (trained on the CPU, evaluated on it): SPEC file names in the run directory
+    # the run's own setting (trained on the CPU, evaluated on it): the documented file names in the run directory
     assert run_script('evaluate.py', str(run), 'device=cpu').returncode == 0
     default = (run / 'eval_result.npy').read_bytes()
     assert sorted(s for s, _ in event_points(run)) == [1, 2, 3]
@@ -367,7 +368,7 @@ def test_the_summary_of_a_memory_run_says_memory(tmp_path, workdir, monkeypatch)
 
 
 def test_the_curve_figure_draws_any_number_of_runs(tmp_path, monkeypatch):
-    import plots
+    from compressed_ad import plots
     drawn = {}
     monkeypatch.setattr(plots, 'save_figure', lambda fig, file: drawn.update(
         labels=[line.get_label() for line in fig.axes[0].get_lines()]))

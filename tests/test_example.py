@@ -6,9 +6,9 @@ import re
 import numpy as np
 import yaml
 
-from config_schema import load_config
-from history_file import dataset_path
-from synthetic_histories import write_synthetic_file
+from compressed_ad.config_schema import load_config
+from compressed_ad.history_file import dataset_path
+from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import ROOT, assert_user_error, run_script
 
 QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"

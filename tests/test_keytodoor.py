@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from config_schema import load_config
-from env import task_split
-from env.keytodoor import oracle_return, task_cells
-from history_file import dataset_path
+from compressed_ad.config_schema import load_config
+from compressed_ad.env import task_split
+from compressed_ad.env.keytodoor import oracle_return, task_cells
+from compressed_ad.history_file import dataset_path
 from tests.helpers import COMPRESSED, TINY, assert_user_error, run_script
 
 ENV = ['--env', 'darkkeytodoor']

@@ -10,9 +10,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from config_schema import load_config
-from history_file import dataset_path
-from synthetic_histories import write_synthetic_file
+from compressed_ad.config_schema import load_config
+from compressed_ad.history_file import dataset_path
+from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import COMPRESSED, ROOT, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 TAGS = {'train/loss', 'train/loss_action', 'train/acc_action', 'train/lr', 'test/loss_action', 'test/acc_action'}
 COMPRESSED_TAGS = {'train/loss_token_type', 'train/acc_token_type', 'test/loss_token_type', 'test/acc_token_type'}

@@ -3,9 +3,9 @@ import h5py
 import numpy as np
 import pytest
 
-from config_schema import load_config
-from history_file import dataset_path, expected_markers, find_regions, infer_n_steps, marker_problems
-from synthetic_histories import write_synthetic_file
+from compressed_ad.config_schema import load_config
+from compressed_ad.history_file import dataset_path, expected_markers, find_regions, infer_n_steps, marker_problems
+from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import TINY_STANDARD, assert_user_error, run_script
 
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
-from dataset import load_samplers
-from history_file import dataset_path, training_steps
-from synthetic_histories import write_synthetic_file
+from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
+from compressed_ad.dataset import load_samplers
+from compressed_ad.history_file import dataset_path, training_steps
+from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import TINY
 
 MODE_CONFIGS = {'standard': (MODEL_CONFIG, ['n_transit=20']), 'compressed': (COMPRESSED_MODEL_CONFIG, ['n_transit=16']),

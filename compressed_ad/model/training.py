@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from model.loss import ad_losses
-from utils import autocast, pick_device
+from compressed_ad.model.loss import ad_losses
+from compressed_ad.utils import autocast, pick_device
 
 
 def make_optimizer(model, config) -> torch.optim.AdamW:

@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from env import MOVES, env_spec, task_indices, tasks_of
-from history_file import HistoryWriter, expected_markers
+from compressed_ad.env import MOVES, env_spec, task_indices, tasks_of
+from compressed_ad.history_file import HistoryWriter, expected_markers
 
 
 def synthetic_streams(config: dict, tasks: np.ndarray, n_stream: int, T: int, n_steps: int,

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from env import MOVES, N_ACTIONS, EnvSpec
+from compressed_ad.env import MOVES, N_ACTIONS, EnvSpec
 
 
 class GridVecEnv(VecEnv):

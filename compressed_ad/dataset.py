@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from env import env_spec, task_split
-from history_file import check_dataset, check_markers, dataset_path, open_history, read_streams, training_steps
-from model.layout import IGNORE, TRANSITION, compressed_window, next_type_targets, stream_tokens
-from utils import UserError
+from compressed_ad.env import env_spec, task_split
+from compressed_ad.history_file import (check_dataset, check_markers, dataset_path, open_history, read_streams,
+                                        training_steps)
+from compressed_ad.model.layout import IGNORE, TRANSITION, compressed_window, next_type_targets, stream_tokens
+from compressed_ad.utils import UserError
 
 
 class WindowSampler:

@@ -4,7 +4,7 @@ Each environment is a ``EnvSpec`` of plain functions (its dynamics shared by num
 chosen by the ``env`` config key. Tasks are numbered by env index (``EnvSpec.task_of``); ``task_indices``
 picks the tasks a config collects (every task, or a sample of ``n_tasks``) and ``task_split`` splits them into
 training and held-out tasks with Python's ``random`` seeded by ``env_split_seed``, so with Dark Room's defaults
-the split is the one SPEC.md names.
+the 8 held-out goals are (4,2) (5,6) (6,8) (7,2) (3,6) (0,5) (5,8) (5,4) (checked by tests/test_env.py).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from env import darkroom, keytodoor
-from env.darkroom import ACTION_NAMES, MOVES, N_ACTIONS, start_position
-from utils import UserError
+from compressed_ad.env import darkroom, keytodoor
+from compressed_ad.env.darkroom import ACTION_NAMES, MOVES, N_ACTIONS, start_position
+from compressed_ad.utils import UserError
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class GridEnv(gym.Env):
 
 for _name, _spec in ENVS.items():
     if _spec.gym_id not in gym.registry:
-        gym.register(id=_spec.gym_id, entry_point='env:GridEnv', kwargs={'env': _name})
+        gym.register(id=_spec.gym_id, entry_point='compressed_ad.env:GridEnv', kwargs={'env': _name})
 
 
 def env_spec(config: dict) -> EnvSpec:

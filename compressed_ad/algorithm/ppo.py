@@ -14,9 +14,9 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from algorithm.vec_env import GridVecEnv
-from env import env_spec
-from history_file import MARK_CLOSE, MARK_NONE, MARK_OPEN
+from compressed_ad.algorithm.vec_env import GridVecEnv
+from compressed_ad.env import env_spec
+from compressed_ad.history_file import MARK_CLOSE, MARK_NONE, MARK_OPEN
 
 
 class HistoryLogger(BaseCallback):

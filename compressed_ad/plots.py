@@ -8,7 +8,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from utils import atomic_path
+from compressed_ad.utils import atomic_path
 
 matplotlib.use('Agg')  # figures are written to files; no display is needed
 

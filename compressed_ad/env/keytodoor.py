@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from env.darkroom import start_position
+from compressed_ad.env.darkroom import start_position
 
 STAGES = 3  # 0 seeking the key, 1 holding it, 2 door opened
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import torch
 
-from env import env_spec
-from env.batched import BatchedEnv
-from model.layout import (CLOSE, MEMORY, OPEN, TRANSITION, WRITE, first_transition, kept_region_markers, no_action,
-                          obs_index, region_prefix_len)
-from model.transformer import ADTransformer, KVCache
-from utils import autocast
+from compressed_ad.env import env_spec
+from compressed_ad.env.batched import BatchedEnv
+from compressed_ad.model.layout import (CLOSE, MEMORY, OPEN, TRANSITION, WRITE, first_transition, kept_region_markers,
+                                        no_action, obs_index, region_prefix_len)
+from compressed_ad.model.transformer import ADTransformer, KVCache
+from compressed_ad.utils import autocast
 
 FIELDS = ('types', 'obs', 'prev_action', 'prev_reward')
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from env import MOVES, EnvSpec
+from compressed_ad.env import MOVES, EnvSpec
 
 
 class BatchedEnv:

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from config_schema import Config, saved_config
-from utils import UserError, atomic_path, atomic_write_text, pick_device
+from compressed_ad.config_schema import Config, saved_config
+from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
 CONFIG_FILE = 'config.yaml'
 TRAIN_SUMMARY = 'train_summary.json'
@@ -26,7 +26,7 @@ EVAL_EVENTS_SUFFIX = '.eval'  # TensorBoard event file of an evaluation (replace
 def run_dir(config: dict) -> Path:
     """``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]``.
 
-    ``seed{N}`` is the goal split (``env_split_seed``), as in SPEC.md; the training seed is named only when it
+    ``seed{N}`` is the goal split (``env_split_seed``), as the quick-start names runs; the training seed is named only when it
     is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.
     """
     mode = '-compressed' if config['use_compressed_context'] else ''

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import yaml
 
-from utils import UserError, atomic_path
+from compressed_ad.utils import UserError, atomic_path
 
 SCHEMA_VERSION = 1
 FIELDS = ('states', 'actions', 'rewards', 'next_states', 'dones', 'compress_markers')

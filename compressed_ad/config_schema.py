@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from utils import PROJECT_ROOT, UserError
+from compressed_ad.utils import PROJECT_ROOT, UserError
 
 DEFAULT_ENV = 'darkroom'
 ENV_CONFIG = 'config/env/{env}.yaml'             # chosen by --env; Dark Room by default

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from env import env_spec
-from model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE, max_context_len
+from compressed_ad.env import env_spec
+from compressed_ad.model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE, max_context_len
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model.layout import IGNORE, N_TOKEN_TYPES
+from compressed_ad.model.layout import IGNORE, N_TOKEN_TYPES
 
 
 def balanced_accuracy(logits: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:

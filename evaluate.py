@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, format_config,
                                          get_config, load_config, parse_overrides, presets_of)
+from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec, oracle_returns, task_split, tasks_of
 from compressed_ad.history_file import ppo_source_curve
 from compressed_ad.model import build_model
@@ -119,7 +120,7 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
     goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, task_dim)
-    mode = 'memory' if config['memory_tokens'] else 'compressed' if config['use_compressed_context'] else 'standard'
+    mode = mode_of(config).name
     setting = eval_setting(config, args.greedy, device)
     out = eval_output_dir(run, setting)
     print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out tasks x {S} "
@@ -169,7 +170,7 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
 
     names = [env_spec(config).describe(g) for g in goals]
     width = max(8, *map(len, names))
-    print(f"{'goal' if config['env'] == 'darkroom' else 'task':>{width}} {'mean return':>12} {'oracle':>7}")
+    print(f"{env_spec(config).noun[:-1]:>{width}} {'mean return':>12} {'oracle':>7}")  # 'goal' or 'task'
     for name, r, o in zip(names, per_goal, oracle):
         print(f"{name:>{width}} {r:12.2f} {o:7d}")
     print(f"{'all':>{width}} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from compressed_ad import comparison as stats
-from compressed_ad.config_schema import (COMPRESSED_MODEL_CONFIG, DEFAULT_ENV, MEMORY_MODEL_CONFIG, MODEL_CONFIG,
-                                         ConfigError, add_config_args, format_config, load_config, preset_flags,
-                                         presets_of)
+from compressed_ad.config_schema import (DEFAULT_ENV, ConfigError, add_config_args, format_config, load_config,
+                                         preset_flags, presets_of)
+from compressed_ad.context_modes import model_configs
 from compressed_ad.env import ENVS, task_split
 from compressed_ad.history_file import dataset_path, ppo_source_curve
 from compressed_ad.plots import plot_in_context_curves
@@ -35,7 +35,7 @@ from compressed_ad.run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, c
                                      eval_setting, run_dir, run_finished)
 from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+MODES = model_configs()  # {mode name: model config file}
 # Variants compared as modes of their own, each trained from a mode's config into a runs_dir sub-folder of its name
 # (so its runs never collide with the mode's): what compression costs beyond a shorter context, and compressed AD
 # at the same training wall time as standard AD.

@@ -1,6 +1,5 @@
-"""Train the AD transformer on PPO learning histories, standard or compressed-context AD. Re-running resumes an
-unfinished run from its newest checkpoint; a finished run is left as it is.
-    python train.py [--config config/model/ad_dr_compressed.yaml] [--cpu | --quick] [KEY=VALUE ...]"""
+"""Train the AD transformer on PPO learning histories: python train.py [--config config/model/ad_dr_compressed.yaml]
+[--cpu | --quick] [KEY=VALUE ...]. Re-running resumes an unfinished run; a finished run is left as it is."""
 import argparse
 import json
 import time
@@ -11,6 +10,7 @@ from tqdm import tqdm
 
 from compressed_ad.config_schema import (RUN_KEYS, add_config_args, base_config, finalize_config, format_config,
                                          get_config, presets_of)
+from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import load_samplers
 from compressed_ad.model import build_model, training
 from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, checkpoints, read_run_config, record_config_changes,
@@ -85,143 +85,183 @@ def main():
         print(format_config(config))
         return 0
     rank, world, device = training.setup_distributed(config)
-    main_process = rank == 0
     out = run_dir(config)
     changes = check_run_dir(out, config)
-
-    done = checkpoints(out)
     if run_finished(out, config):
-        if main_process:
-            print(f"Run '{out}' is already finished (checkpoint at step {done[-1][0]} of "
+        if rank == 0:
+            print(f"Run '{out}' is already finished (checkpoint at step {checkpoints(out)[-1][0]} of "
                   f"{config['train_timesteps']}); nothing to do. Evaluate it with 'python evaluate.py {out}'.")
         return 0
 
-    train_sampler, test_sampler, _ = load_samplers(config, device)
-    torch.manual_seed(config['seed'] + rank)
-    model = build_model(config).to(device)
-    optimizer = training.make_optimizer(model, config)
-    scheduler = training.make_scheduler(optimizer, config)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(config['seed'] * 1000 + rank)
-    test_gen = torch.Generator(device=device)
-    test_gen.manual_seed(config['seed'] + 12345)
-    test_batches = [test_sampler.sample(config['test_batch_size'], test_gen) for _ in range(config['test_n_batches'])]
+    run = Run(config, out, rank, world, device)
+    run.resume(changes)
+    run.announce()
+    run.train()
+    run.finish()
+    training.teardown_distributed(world)
+    return 0
 
-    step = 0
-    before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
-    if done:
-        ckpt = load_checkpoint(done[-1][1], device)
-        states = rank_rng_states(ckpt)
-        if len(states) != world:
-            raise UserError(f"Run '{out}' was trained by {len(states)} process(es) and is resumed by {world}: each "
-                            f"process draws its own batches, so the run could not continue as it would have. Resume "
-                            f"it with the same number of processes (torchrun --nproc_per_node {len(states)}, or "
-                            f"plain python for 1), or train a new run (e.g. runs_dir=...).")
-        model.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
-        scheduler.load_state_dict(ckpt['scheduler'])
-        step = ckpt['step']
-        # checkpoints written before 'progress' existed: the earlier segments' time is unknown
-        before = ckpt.get('progress', dict(before, complete=False))
-        restore_rng(states[rank], gen, device)
-        if main_process:
-            print(f"Resuming '{out}' from step {step}.")
-    if changes and main_process:
-        shown = ', '.join(f'{k} {old} -> {new}' for k, (old, new) in changes.items())
-        record_config_changes(out, step, changes)
-        print(f"Changed on resume at step {step}: {shown} (allowed for {', '.join(sorted(RESUMABLE_KEYS))}; "
-              f"recorded in {out / CONFIG_CHANGES}).")
 
-    net = training.wrap_for_training(model, config, device, world)
-    writer = None
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_config(out, config)
-        writer = SummaryWriter(str(out), purge_step=step if step else None)
-        n_params = sum(p.numel() for p in model.parameters())
-        mode = 'compressed' if config['use_compressed_context'] else 'standard'
-        print(f"Training {mode} AD ({n_params / 1e6:.2f}M parameters) on {device} x{world}: "
-              f"{train_sampler.n_seq} training streams, windows of {train_sampler.window_len} tokens, "
-              f"{train_sampler.targets_per_window()} action targets each -> {out}")
-        if device.type == 'cpu':
-            warn_cpu_time(training.estimate_step_seconds(model, train_sampler, config, device),
-                          config['train_timesteps'] - step)
+class Run:
+    """One training run (one process of it under torchrun): data, model, optimiser, random streams, whole-run
+    progress, logging. ``main`` drives it: resume, announce, train, finish."""
 
-    def progress(at_step) -> dict:
-        """Whole-run figures up to ``at_step``: every earlier segment (from the checkpoint resumed) plus this one."""
-        peak, peak_kind = peak_memory_mib(device)
-        return {'seconds': before['seconds'] + time.time() - t0,
-                'action_targets': before['action_targets'] + (at_step - step0) * targets_per_step,
-                'peak_mib': max(before['peak_mib'], peak), 'peak_kind': peak_kind,
-                'segments': before['segments'] + 1, 'complete': before['complete']}
+    def __init__(self, config, out, rank: int, world: int, device):
+        self.config, self.out, self.rank, self.world, self.device = config, out, rank, world, device
+        self.main_process = rank == 0
+        self.train_sampler, test_sampler, _ = load_samplers(config, device)
+        torch.manual_seed(config['seed'] + rank)
+        self.model = build_model(config).to(device)
+        self.optimizer = training.make_optimizer(self.model, config)
+        self.scheduler = training.make_scheduler(self.optimizer, config)
+        self.gen = torch.Generator(device=device)  # this rank's training batches
+        self.gen.manual_seed(config['seed'] * 1000 + rank)
+        test_gen = torch.Generator(device=device)  # the same held-out batches at every test evaluation
+        test_gen.manual_seed(config['seed'] + 12345)
+        self.test_batches = [test_sampler.sample(config['test_batch_size'], test_gen)
+                             for _ in range(config['test_n_batches'])]
+        self.step = 0
+        # whole-run figures of the segments before this one (a run resumed from a checkpoint)
+        self.before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
+        self.last_test: dict = {}
+        self.writer = None
 
-    def write_checkpoint(at_step):
-        mine = {'torch': torch.get_rng_state(), 'sampler': gen.get_state(),
-                'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None}
-        states = training.gather_from_ranks(mine, world)
-        if main_process:
-            save_checkpoint(out, at_step, {
-                'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                'step': at_step, 'config': dict(config), 'rng': {'world_size': world, 'ranks': states},
-                'progress': progress(at_step)})
+    def resume(self, changes: dict) -> None:
+        """Continue from the newest checkpoint, if any, exactly as the run would have gone on."""
+        done = checkpoints(self.out)
+        if done:
+            ckpt = load_checkpoint(done[-1][1], self.device)
+            states = rank_rng_states(ckpt)
+            if len(states) != self.world:
+                raise UserError(f"Run '{self.out}' was trained by {len(states)} process(es) and is resumed by "
+                                f"{self.world}: each process draws its own batches, so the run could not continue "
+                                f"as it would have. Resume it with the same number of processes (torchrun "
+                                f"--nproc_per_node {len(states)}, or plain python for 1), or train a new run (e.g. "
+                                f"runs_dir=...).")
+            self.model.load_state_dict(ckpt['model'])
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+            self.scheduler.load_state_dict(ckpt['scheduler'])
+            self.step = ckpt['step']
+            # checkpoints written before 'progress' existed: the earlier segments' time is unknown
+            self.before = ckpt.get('progress', dict(self.before, complete=False))
+            restore_rng(states[self.rank], self.gen, self.device)
+            if self.main_process:
+                print(f"Resuming '{self.out}' from step {self.step}.")
+        if changes and self.main_process:
+            shown = ', '.join(f'{k} {old} -> {new}' for k, (old, new) in changes.items())
+            record_config_changes(self.out, self.step, changes)
+            print(f"Changed on resume at step {self.step}: {shown} (allowed for {', '.join(sorted(RESUMABLE_KEYS))}; "
+                  f"recorded in {self.out / CONFIG_CHANGES}).")
 
-    model.train()
-    total = config['train_timesteps']
-    last_test: dict = {}
-    bar = tqdm(total=total, initial=step, desc='train', unit='step', disable=not main_process, mininterval=1.0)
-    t0, step0 = time.time(), step
-    targets_per_step = config['train_batch_size'] * world * train_sampler.targets_per_window()
-    reset_peak_memory(device)
-    try:
-        while step < total:
-            batch = train_sampler.sample(config['train_batch_size'], gen)
-            log_now = (step + 1) % config['summary_interval'] == 0 or step + 1 == total
-            losses = training.train_step(net, model, batch, optimizer, scheduler, config, with_metrics=log_now)
-            step += 1
-            bar.update(1)
-            if log_now and main_process:
-                values = {k: float(v.detach()) for k, v in losses.items()}
-                for k, v in values.items():
-                    writer.add_scalar(f'train/{k}', v, step)
-                writer.add_scalar('train/lr', scheduler.get_last_lr()[0], step)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
-            if (step % config['eval_interval'] == 0 or step == total) and main_process:
-                last_test = training.evaluate_batches(model, test_batches, config)
-                for k, v in last_test.items():
-                    if k != 'loss':
-                        writer.add_scalar(f'test/{k}', v, step)
-            if step % config['ckpt_interval'] == 0 or step == total:
-                write_checkpoint(step)
-    except torch.cuda.OutOfMemoryError:
-        smaller = max(1, config['train_batch_size'] // 2)
-        raise UserError(f"CUDA ran out of memory at train_batch_size={config['train_batch_size']}. Run the same "
-                        f"command again with train_batch_size={smaller} added: the run resumes from its last "
-                        f"checkpoint with the smaller batch, and the change is recorded in {out / CONFIG_CHANGES}."
-                        ) from None
-    finally:
-        bar.close()
-    elapsed = time.time() - t0
-    if world > 1 and not training.ranks_in_sync(model, world):
-        raise RuntimeError('DDP replicas diverged: parameters differ between ranks')
-    if main_process:
-        if world > 1:
-            print(f'DDP: parameters identical on all {world} ranks.')
-        writer.close()
-        whole = progress(step)
+    def announce(self) -> None:
+        """Main process: the run directory, its config, TensorBoard, and what is about to be trained."""
+        if not self.main_process:
+            return
+        config, sampler = self.config, self.train_sampler
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_run_config(self.out, config)
+        self.writer = SummaryWriter(str(self.out), purge_step=self.step if self.step else None)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        print(f"Training {mode_of(config).name} AD ({n_params / 1e6:.2f}M parameters) on {self.device} "
+              f"x{self.world}: {sampler.n_seq} training streams, windows of {sampler.window_len} tokens, "
+              f"{sampler.targets_per_window()} action targets each -> {self.out}")
+        if self.device.type == 'cpu':
+            warn_cpu_time(training.estimate_step_seconds(self.model, sampler, config, self.device),
+                          config['train_timesteps'] - self.step)
+
+    def train(self) -> None:
+        """Optimizer steps up to ``train_timesteps``: train/* every summary_interval, test/* every eval_interval,
+        a checkpoint every ckpt_interval and at the end."""
+        config, total = self.config, self.config['train_timesteps']
+        net = training.wrap_for_training(self.model, config, self.device, self.world)
+        self.model.train()
+        bar = tqdm(total=total, initial=self.step, desc='train', unit='step', disable=not self.main_process,
+                   mininterval=1.0)
+        self.t0, self.step0 = time.time(), self.step
+        self.targets_per_step = config['train_batch_size'] * self.world * self.train_sampler.targets_per_window()
+        reset_peak_memory(self.device)
+        try:
+            while self.step < total:
+                batch = self.train_sampler.sample(config['train_batch_size'], self.gen)
+                log_now = (self.step + 1) % config['summary_interval'] == 0 or self.step + 1 == total
+                losses = training.train_step(net, self.model, batch, self.optimizer, self.scheduler, config,
+                                             with_metrics=log_now)
+                self.step += 1
+                bar.update(1)
+                if log_now and self.main_process:
+                    self.log_train(losses, bar)
+                if (self.step % config['eval_interval'] == 0 or self.step == total) and self.main_process:
+                    self.log_test()
+                if self.step % config['ckpt_interval'] == 0 or self.step == total:
+                    self.write_checkpoint()
+        except torch.cuda.OutOfMemoryError:
+            smaller = max(1, config['train_batch_size'] // 2)
+            raise UserError(f"CUDA ran out of memory at train_batch_size={config['train_batch_size']}. Run the same "
+                            f"command again with train_batch_size={smaller} added: the run resumes from its last "
+                            f"checkpoint with the smaller batch, and the change is recorded in "
+                            f"{self.out / CONFIG_CHANGES}.") from None
+        finally:
+            bar.close()
+        self.elapsed = time.time() - self.t0
+
+    def log_train(self, losses: dict, bar) -> None:
+        values = {k: float(v.detach()) for k, v in losses.items()}  # the only host sync, every summary_interval
+        for k, v in values.items():
+            self.writer.add_scalar(f'train/{k}', v, self.step)
+        self.writer.add_scalar('train/lr', self.scheduler.get_last_lr()[0], self.step)
+        bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
+
+    def log_test(self) -> None:
+        """The held-out goals' histories: test/* scalars."""
+        self.last_test = training.evaluate_batches(self.model, self.test_batches, self.config)
+        for k, v in self.last_test.items():
+            if k != 'loss':
+                self.writer.add_scalar(f'test/{k}', v, self.step)
+
+    def progress(self) -> dict:
+        """Whole-run figures up to now: every earlier segment (from the checkpoint resumed) plus this one."""
+        peak, peak_kind = peak_memory_mib(self.device)
+        return {'seconds': self.before['seconds'] + time.time() - self.t0,
+                'action_targets': self.before['action_targets'] + (self.step - self.step0) * self.targets_per_step,
+                'peak_mib': max(self.before['peak_mib'], peak), 'peak_kind': peak_kind,
+                'segments': self.before['segments'] + 1, 'complete': self.before['complete']}
+
+    def write_checkpoint(self) -> None:
+        """Every rank's random streams, gathered; the main process writes them with the model and optimiser."""
+        mine = {'torch': torch.get_rng_state(), 'sampler': self.gen.get_state(),
+                'cuda': torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else None}
+        states = training.gather_from_ranks(mine, self.world)
+        if self.main_process:
+            save_checkpoint(self.out, self.step, {
+                'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+                'scheduler': self.scheduler.state_dict(), 'step': self.step, 'config': dict(self.config),
+                'rng': {'world_size': self.world, 'ranks': states}, 'progress': self.progress()})
+
+    def finish(self) -> None:
+        """Check the replicas agree (torchrun); main process: close the logs and write train_summary.json."""
+        if self.world > 1 and not training.ranks_in_sync(self.model, self.world):
+            raise RuntimeError('DDP replicas diverged: parameters differ between ranks')
+        if not self.main_process:
+            return
+        if self.world > 1:
+            print(f'DDP: parameters identical on all {self.world} ranks.')
+        self.writer.close()
+        whole = self.progress()
         # whole-run figures (every segment of a resumed run; time lost after a checkpoint before a stop is not
         # counted, as those steps were trained again), then this segment's own
-        summary = {'steps': step, 'seconds': whole['seconds'], 'steps_per_s': step / max(whole['seconds'], 1e-9),
+        summary = {'steps': self.step, 'seconds': whole['seconds'],
+                   'steps_per_s': self.step / max(whole['seconds'], 1e-9),
                    'action_targets_per_s': whole['action_targets'] / max(whole['seconds'], 1e-9),
                    'peak_mib': whole['peak_mib'], 'peak_kind': whole['peak_kind'], 'segments': whole['segments'],
                    'whole_run_timed': whole['complete'],
-                   'last_segment': {'first_step': step0, 'steps': step - step0, 'seconds': elapsed},
-                   'device': str(device), 'world_size': world, 'final_test': last_test}
-        atomic_write_text(out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
-        print(f"Finished {step} steps in {summary['seconds']:.1f} s of training ({summary['steps_per_s']:.1f} "
-              f"steps/s{'' if whole['segments'] == 1 else ', ' + str(whole['segments']) + ' segments'}); "
-              f"test acc_action {summary['final_test']['acc_action']:.3f}. Next: python evaluate.py {out}")
-    training.teardown_distributed(world)
-    return 0
+                   'last_segment': {'first_step': self.step0, 'steps': self.step - self.step0,
+                                    'seconds': self.elapsed},
+                   'device': str(self.device), 'world_size': self.world, 'final_test': self.last_test}
+        atomic_write_text(self.out / TRAIN_SUMMARY, json.dumps(summary, indent=2))
+        segments = '' if whole['segments'] == 1 else f", {whole['segments']} segments"
+        print(f"Finished {self.step} steps in {summary['seconds']:.1f} s of training ({summary['steps_per_s']:.1f} "
+              f"steps/s{segments}); test acc_action {summary['final_test']['acc_action']:.3f}. Next: python "
+              f"evaluate.py {self.out}")
 
 
 def warn_cpu_time(step_seconds: float, steps_left: int) -> None:

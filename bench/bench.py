@@ -1,11 +1,11 @@
 """Throughput and memory of standard, compressed and compressed-with-memory AD, side by side, in one command.
 
-    python -m bench.bench                                   # both modes on cuda if present, else cpu
+    python -m bench.bench                                   # every mode on cuda if present, else cpu
     python -m bench.bench --device cpu --json bench_cpu.json
     python -m bench.bench --batch 512                       # the equal-batch rows at 512 sequences
     python -m bench.bench --quick --device cpu              # tiny smoke run (seconds)
     python -m bench.bench --collect [--quick]               # PPO collection throughput instead
-    python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to both modes
+    python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to every mode
 
 Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
 unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: standard
@@ -18,7 +18,7 @@ would repeat another (same mode, same batch) is measured once. After each row th
   the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
   device-resident synthetic histories (16 goals x 8 streams x 13 regions, from
   ``synthetic_histories.py``), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
-  AdamW (``train.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
+  AdamW (``model.training.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
   the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
   as train.py does (give it enough ``--warmup`` steps to compile).
 * action targets/s = batch * targets per window / step time (the useful training signal per second).
@@ -51,7 +51,8 @@ import time
 import numpy as np
 import torch
 
-from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
+from compressed_ad.config_schema import load_config
+from compressed_ad.context_modes import model_configs
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
@@ -61,7 +62,7 @@ from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
                                  process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+MODES = model_configs()  # {mode name: model config file}
 COMPARED = (('compressed', 'standard'), ('memory', 'compressed'))  # (mode, against)
 # synthetic history sizes: (goals, streams per goal, regions per stream)
 DATA = (16, 8, 13)
@@ -315,7 +316,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', metavar='FILE', help='write the rows as a JSON list')
     parser.add_argument('--steps', type=int, help='timed training steps per row (default 20; --quick 3)')
     parser.add_argument('--warmup', type=int, help='untimed training steps first (default 5; --quick 1)')
-    parser.add_argument('--batch', type=int, help="equal batch size for both modes (default: the standard "
+    parser.add_argument('--batch', type=int, help="equal batch size for every mode (default: the standard "
                                                   "config's train_batch_size)")
     parser.add_argument('--eval-steps', type=int, help='timed in-context env steps per row (default 200; --quick 20)')
     parser.add_argument('--collect', action='store_true', help='measure PPO collection (seconds per goal per core) '
@@ -325,7 +326,7 @@ def parse_args(argv=None):
     parser.add_argument('--cpu', action='store_true', help='the --cpu setting (config/cpu.yaml); the default on a CPU')
     parser.add_argument('--full', action='store_true', help='the default (GPU-sized) configs, also on a CPU')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one row (JSON spec) and print it
-    parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key in both modes')
+    parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key in every mode')
     args = parser.parse_intermixed_args(argv)
     for name, (full, quick) in DEFAULT_COUNTS.items():
         if getattr(args, name) is None:

@@ -27,11 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, load_config
+from compressed_ad.config_schema import load_config
+from compressed_ad.context_modes import model_configs
 from compressed_ad.run_files import EVAL_SUMMARY, TRAIN_SUMMARY, run_dir
 from compressed_ad.utils import PROJECT_ROOT, atomic_write_text, run_main
 
-MODES = {'standard': MODEL_CONFIG, 'compressed': COMPRESSED_MODEL_CONFIG, 'memory': MEMORY_MODEL_CONFIG}
+MODES = model_configs()  # {mode name: model config file}
 FULL_RUN_STEPS = 50_000
 
 

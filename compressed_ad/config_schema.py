@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from compressed_ad.env import ENVS
 from compressed_ad.utils import PROJECT_ROOT, UserError
 
 DEFAULT_ENV = 'darkroom'
@@ -66,7 +67,7 @@ RUN, EVAL, IO = 'run', 'eval', 'io'
 # key: (type, check or None, what the check demands, scope)
 SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # env
-    'env': (_STR, _one_of('darkroom', 'darkkeytodoor'), "'darkroom' or 'darkkeytodoor'", RUN),
+    'env': (_STR, _one_of(*ENVS), ' or '.join(f"'{name}'" for name in ENVS), RUN),
     'grid_size': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'horizon': (_INT, _positive, 'a positive integer', RUN),
     'num_actions': (_INT, _one_of(5), '5 (both environments have 5 actions)', RUN),
@@ -274,9 +275,12 @@ def parse_overrides(config: Config, overrides: Iterable[str]) -> None:
 def env_files(env: str = DEFAULT_ENV) -> tuple[str, str]:
     """(environment file, PPO file) of ``--env NAME``."""
     files = ENV_CONFIG.format(env=env), ALG_CONFIG.format(env=env)
-    if not all(resolve_path(f).is_file() for f in files):
-        known = sorted(p.stem for p in (PROJECT_ROOT / 'config' / 'env').glob('*.yaml'))
-        raise ConfigError(f"--env {env}: there is no {files[0]} with its {files[1]}. Choose one of {', '.join(known)}.")
+    if env not in ENVS:
+        raise ConfigError(f"--env {env}: no such environment. Choose one of {', '.join(sorted(ENVS))}.")
+    missing = [f for f in files if not resolve_path(f).is_file()]
+    if missing:
+        raise ConfigError(f"--env {env}: {' and '.join(missing)} missing; every environment of compressed_ad.env.ENVS "
+                          f"has its {ENV_CONFIG} and {ALG_CONFIG}.")
     return files
 
 
@@ -358,7 +362,7 @@ def add_config_args(parser, overrides: bool = True, env: bool = True) -> None:
     if env:
         parser.add_argument('--env', default=DEFAULT_ENV, metavar='NAME',
                             help=f'the environment: loads {ENV_CONFIG} and {ALG_CONFIG} (default {DEFAULT_ENV}; '
-                                 f'or darkkeytodoor)')
+                                 f"one of {', '.join(sorted(ENVS))})")
     parser.add_argument('--quick', action='store_true',
                         help=f'apply {QUICK_CONFIG}: a tiny smoke-test setting, a few minutes on 2 CPU cores')
     parser.add_argument('--cpu', action='store_true',

@@ -2,15 +2,17 @@
 and the return statistics read from it.
 
 File layout (shared with earlier AD code in this line, so its files load):
-    /<env index>/states        (T, n_stream, 2) int32
+    /<env index>/states        (T, n_stream, k) int32   k = the state's components: Dark Room (row, col),
+                                                         Key-to-Door (row, col, stage)
                  actions       (T, n_stream)    int32
                  rewards       (T, n_stream)    int32
-                 next_states   (T, n_stream, 2) int32
+                 next_states   (T, n_stream, k) int32
                  dones         (T, n_stream)    bool
                  compress_markers (T, n_stream) int32: MARK_OPEN on the first / MARK_CLOSE on the last
                                   transition of a PPO rollout, MARK_NONE elsewhere
-    file attrs:  schema_version, config (YAML text of the full collect config)
-    group attrs: goal (row, col), env_idx
+    file attrs:  schema_version (SCHEMA_VERSION; files without it are earlier AD code's, read as version 1),
+                 config (YAML text of the full collect config)
+    group attrs: goal (the task: Dark Room (row, col), Key-to-Door (key row, key col, door row, door col)), env_idx
 
 The region rule: a region is exactly ``n_steps`` transitions of one stream, collected under one policy, so a
 correct stream's markers are MARK_OPEN, n_steps - 2 x MARK_NONE, MARK_CLOSE, repeated.
@@ -159,10 +161,19 @@ def open_history(path: str | Path) -> h5py.File:
     if not path.is_file():
         raise missing_dataset_error(path)
     try:
-        return h5py.File(path, 'r')
+        f = h5py.File(path, 'r')
     except OSError as exc:
         raise UserError(f"Dataset '{path}' cannot be read as HDF5 ({exc}). Run 'python collect.py --force' "
                         f"to write it again.") from None
+    version = int(f.attrs.get('schema_version', 1))  # earlier AD code wrote no version: its layout is version 1
+    if version != SCHEMA_VERSION:
+        f.close()
+        newer = version > SCHEMA_VERSION
+        raise UserError(f"Dataset '{path}' has history-file schema version {version}, and this code reads version "
+                        f"{SCHEMA_VERSION}. " + ("It was written by newer code: update this checkout, or " if newer
+                                                 else "It was written by older code: ")
+                        + "run 'python collect.py --force' to write it again with this code.")
+    return f
 
 
 def file_config(f: h5py.File) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from compressed_ad.context_modes import mode_of
 from compressed_ad.config_schema import Config, saved_config
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
@@ -29,8 +30,7 @@ def run_dir(config: dict) -> Path:
     ``seed{N}`` is the goal split (``env_split_seed``), as the quick-start names runs; the training seed is named only when it
     is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.
     """
-    mode = '-compressed' if config['use_compressed_context'] else ''
-    mode += '-memory' if config['memory_tokens'] else ''
+    mode = mode_of(config).run_suffix
     train_seed = f"-trainseed{config['seed']}" if config['seed'] != 0 else ''
     name = f"{config['model']}-{config['env']}{mode}-seed{config['env_split_seed']}{train_seed}"
     return Path(config['runs_dir']) / name

@@ -141,6 +141,21 @@ def test_corrupt_dataset_is_reported(tmp_path, workdir):
     assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), 'cannot be read', 'collect.py --force')
 
 
+@pytest.mark.parametrize('version, needle', [(2, 'written by newer code'), (0, 'written by older code')])
+def test_a_history_file_of_another_schema_version_is_refused(tmp_path, workdir, tiny_dataset, version, needle):
+    with h5py.File(tiny_dataset, 'a') as f:
+        f.attrs['schema_version'] = version
+    assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir), f'schema version {version}', needle,
+                      'collect.py --force')
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_a_history_file_without_a_version_reads_as_the_first(tmp_path, workdir, tiny_dataset):
+    with h5py.File(tiny_dataset, 'a') as f:  # as earlier AD code in this line wrote them
+        del f.attrs['schema_version']
+    assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
+
+
 def test_a_damaged_checkpoint_is_reported_not_resumed(tmp_path, workdir, tiny_dataset):
     assert run_script('train.py', *TINY_STANDARD, *workdir).returncode == 0
     run = tmp_path / 'runs' / 'AD-darkroom-seed0'

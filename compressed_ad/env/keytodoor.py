@@ -1,6 +1,6 @@
 """Dark Key-to-Door: dynamics (numpy and torch share one step function), tasks and the oracle return.
 
-A 9 x 9 dark grid: the agent starts at the centre and must find an invisible key, then an invisible door. The
+A dark grid (``grid_size``, 9 x 9 by default): the agent starts at the centre and must find an invisible key, then an invisible door. The
 state is (row, col, stage), stage 0 before the key, 1 holding it, 2 after the door has opened; positions are
 clipped to the grid. Reward 1 on the step the agent first reaches the key, and 1 on the step it first reaches the
 door holding the key (on the same step when key and door share a cell): at most 2 per episode. Episodes are

@@ -150,7 +150,7 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     summary = {
         'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'setting': setting,
         'greedy': args.greedy,
-        'compress_trigger': config['eval_compress_trigger'] if config['use_compressed_context'] else None,
+        'compress_trigger': config['eval_compress_trigger'] if mode_of(config).regions else None,
         'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
         'env': config['env'], 'goals': [[int(x) for x in g] for g in goals], 'env_indices': [int(i) for i in test_idx],
         'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,

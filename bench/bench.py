@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from compressed_ad.config_schema import load_config
-from compressed_ad.context_modes import model_configs
+from compressed_ad.context_modes import mode_of, model_configs
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
@@ -140,7 +140,7 @@ def time_training(model, sampler, config, device, batch: int, steps: int, warmup
 
 def eval_warmup_steps(config) -> int:
     """Env steps until the rollout context is in its steady state (see the module docstring)."""
-    return config['compress_interval'] if config['use_compressed_context'] else config['n_transit']
+    return config['compress_interval'] if mode_of(config).regions else config['n_transit']
 
 
 def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:

@@ -101,6 +101,9 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # model / training
     'model': (_STR, _one_of('AD'), "'AD'", RUN),
     'use_compressed_context': (_BOOL, None, 'true or false', RUN),
+    # '' = chosen by use_compressed_context and memory_tokens; or a registered mode's name, or 'module:ClassName'
+    # (compressed_ad/context_modes.py)
+    'context_mode': (_STR, None, "'' (chosen by the two keys), a registered mode's name or 'module:ClassName'", RUN),
     'compress_interval': (_INT, _positive, 'a positive integer', RUN),
     'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'tf_n_embd': (_INT, _positive, 'a positive integer', RUN),
@@ -331,22 +334,9 @@ def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iter
 
 def check_consistency(config: Config) -> None:
     """Checks between keys that need no dataset."""
+    from compressed_ad.context_modes import mode_of  # the modes import this module
     c = config
-    if c['use_compressed_context'] and c['n_transit'] < 2 * c['compress_interval']:
-        raise ConfigError(
-            f"Compressed mode needs n_transit >= 2 * compress_interval, got n_transit={c['n_transit']} "
-            f"({c.source('n_transit')}) and compress_interval={c['compress_interval']} "
-            f"({c.source('compress_interval')}). Set n_transit to {2 * c['compress_interval']}.")
-    if c['memory_tokens'] and not c['use_compressed_context']:
-        raise ConfigError(f"memory_tokens={c['memory_tokens']} ({c.source('memory_tokens')}) carries the dropped "
-                          f"regions of compressed mode; standard mode keeps its whole window. Use "
-                          f"--config config/model/ad_dr_compressed_memory.yaml, or memory_tokens=0.")
-    if c['memory_tokens']:
-        for key in ('train_batch_size', 'test_batch_size'):
-            if c[key] % c['memory_unroll']:
-                raise ConfigError(f"{key}={c[key]} ({c.source(key)}) must be a multiple of memory_unroll="
-                                  f"{c['memory_unroll']} ({c.source('memory_unroll')}): a batch holds sequences of "
-                                  f"memory_unroll consecutive windows.")
+    mode_of(c).check(c)
     if c['tf_n_embd'] % c['tf_n_head'] != 0:
         raise ConfigError(f"tf_n_embd={c['tf_n_embd']} ({c.source('tf_n_embd')}) must be divisible by "
                           f"tf_n_head={c['tf_n_head']} ({c.source('tf_n_head')}).")

@@ -1,17 +1,19 @@
 """Training windows: every stream of the chosen goals resident on the device, batches built by index arithmetic.
 
-The history file itself (schema, checks, reading) is ``history_file.py``; where each token of a window goes is
-``model/layout.py``, shared with the in-context rollout so training and evaluation can never disagree.
+The history file itself (schema, checks, reading) is ``history_file.py``; which tokens a window holds is the
+context mode's window template (``context_modes.WindowTemplate``, one per mode in ``compressed_ad/modes/``), laid
+out through ``model/layout.py``, shared with the in-context rollout so training and evaluation can never disagree.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec, task_split
 from compressed_ad.history_file import (check_dataset, check_markers, dataset_path, open_history, read_streams,
                                         training_steps)
-from compressed_ad.model.layout import IGNORE, TRANSITION, compressed_window, next_type_targets, stream_tokens
+from compressed_ad.model.layout import IGNORE, TRANSITION, next_type_targets, stream_tokens
 from compressed_ad.utils import UserError
 
 
@@ -19,38 +21,27 @@ class WindowSampler:
     """Training windows built on the device by index arithmetic (no DataLoader, no per-sample Python).
 
     Holds every stream of the chosen goals as (N, T) token-field tensors. ``sample(B, generator)``
-    returns a batch dict of (B, L) tensors: types, obs, prev_action, prev_reward, action targets
-    (``IGNORE`` at markers) and, in compressed mode, next-token-type targets. With memory (``memory_tokens`` > 0)
-    the B windows come as B / K sequences of K = ``memory_unroll`` consecutive region pairs: (B / K, K, L).
+    returns a batch dict of (B, L) tensors laid out by the context mode's window template: types, obs,
+    prev_action, prev_reward, action targets (``IGNORE`` at markers) and, for modes with the token-type head,
+    next-token-type targets. When a training sequence is K = ``unroll`` consecutive windows (memory mode:
+    ``memory_unroll`` region pairs) the B windows come as B / K sequences: (B / K, K, L).
     """
 
     def __init__(self, streams: dict[str, np.ndarray], config: dict, device, source: str = 'the dataset'):
         self.device = device
-        self.compressed = config['use_compressed_context']
-        self.unroll = config['memory_unroll'] if config['memory_tokens'] else 1
+        mode = mode_of(config)
+        template = mode.window(config)
         T = streams['actions'].shape[1]
-        if self.compressed:
-            R = config['compress_interval']
-            T = T - T % R
-            if T < (1 + self.unroll) * R:
-                raise UserError(f"Compressed mode needs at least {1 + self.unroll} whole regions of {R} steps per "
-                                f"stream; the dataset gives {streams['actions'].shape[1]} (train_source_timesteps). "
-                                f"Collect longer histories or lower compress_interval (or memory_unroll).")
-            check_markers(streams['compress_markers'][:, :T], R, source)
-            types, offsets = compressed_window(R, config['memory_tokens'])
-            self.types, self.offsets = types.to(device), offsets.clamp(min=0).to(device)
-            self.is_transition = self.types == TRANSITION
-            self.type_targets = next_type_targets(self.types)
-            self.n_starts = T // R - self.unroll  # first region pairs (j, j+1) of the K pairs from j
-            self.stride = R
-        else:
-            L = config['n_transit']
-            if T < L:
-                raise UserError(f"n_transit={L} is longer than the histories ({T} steps per stream). Lower n_transit "
-                                f"or collect with a larger train_source_timesteps.")
-            self.offsets = torch.arange(L, device=device)
-            self.n_starts = T - L + 1
-            self.stride = 1
+        T = T - T % template.align
+        if T < template.span:
+            raise UserError(mode.short_history_message(config, streams['actions'].shape[1], template))
+        if mode.regions:
+            check_markers(streams['compress_markers'][:, :T], config['compress_interval'], source)
+        self.types, self.offsets = template.types.to(device), template.offsets.clamp(min=0).to(device)
+        self.is_transition = self.types == TRANSITION
+        self.type_targets = next_type_targets(self.types) if mode.type_head else None
+        self.stride, self.unroll, self.span = template.stride, template.unroll, template.span
+        self.n_starts = (T - self.span) // self.stride + 1  # the K windows from every start fit in the stream
         tensors = {k: torch.as_tensor(v[:, :T]) for k, v in streams.items() if k != 'compress_markers'}
         tokens = stream_tokens(tensors['states'], tensors['actions'], tensors['rewards'],
                                env_spec(config).obs_sizes(config['grid_size']), config['num_actions'])
@@ -63,7 +54,7 @@ class WindowSampler:
         self.window_len = len(self.offsets)
 
     def targets_per_window(self) -> int:
-        return int(self.is_transition.sum()) if self.compressed else self.window_len
+        return int(self.is_transition.sum())
 
     def windows(self, seq: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows of sequences ``seq`` (B,) beginning at steps ``start`` (B,)."""
@@ -72,13 +63,10 @@ class WindowSampler:
         g = {k: v[rows, t] for k, v in self.tokens.items()}
         B, L = t.shape
         batch = {'obs': g['obs'].long(), 'prev_action': g['prev_action'].long(),
-                 'prev_reward': g['prev_reward'].float(), 'action': g['action'].long()}
-        if self.compressed:
-            batch['types'] = self.types.expand(B, L)
-            batch['action'] = torch.where(self.is_transition, batch['action'], IGNORE)
+                 'prev_reward': g['prev_reward'].float(), 'types': self.types.expand(B, L),
+                 'action': torch.where(self.is_transition, g['action'].long(), IGNORE)}
+        if self.type_targets is not None:
             batch['type_target'] = self.type_targets.expand(B, L)
-        else:
-            batch['types'] = torch.full((B, L), TRANSITION, dtype=torch.long, device=self.device)
         return batch
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,14 +78,14 @@ class WindowSampler:
         return seq, start
 
     def sequences(self, seq: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Memory mode: K consecutive region pairs of sequences ``seq`` (S,) from steps ``start`` (S,): (S, K, L)."""
+        """K = ``unroll`` consecutive windows of sequences ``seq`` (S,) from steps ``start`` (S,): (S, K, L)."""
         K = self.unroll
         starts = start[:, None] + self.stride * torch.arange(K, device=self.device)  # (S, K)
         flat = self.windows(seq.repeat_interleave(K), starts.reshape(-1))
         return {k: v.reshape(len(seq), K, *v.shape[1:]) for k, v in flat.items()}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``batch_size`` windows: (B, L) fields, or with memory (B / K, K, L)."""
+        """``batch_size`` windows: (B, L) fields, or in sequences of K windows (B / K, K, L)."""
         if self.unroll > 1:
             return self.sequences(*self.draw(batch_size // self.unroll, generator))
         return self.windows(*self.draw(batch_size, generator))
@@ -108,7 +96,7 @@ def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, d
     path = dataset_path(config)
     train_idx, test_idx = task_split(config)
     with open_history(path) as f:
-        info = check_dataset(f, config, train_idx + test_idx, config['use_compressed_context'])
+        info = check_dataset(f, config, train_idx + test_idx, mode_of(config).regions)
         n_timesteps = training_steps(info['T'], config['train_source_timesteps'], info['n_steps'])
         train = read_streams(f, train_idx, n_timesteps, config['train_n_stream'])
         test = read_streams(f, test_idx, n_timesteps)

@@ -112,7 +112,7 @@ def eval_setting(config: dict, greedy: bool, device=None) -> dict:
     ``config['device']`` names (evaluate.py's rule: ``auto`` unless told)."""
     setting = {'episodes': config['eval_episodes'], 'streams_per_goal': config['eval_streams_per_goal'],
                'seed': config['eval_seed'], 'greedy': greedy}
-    if config['use_compressed_context']:
+    if mode_of(config).regions:
         setting['compress_trigger'] = config['eval_compress_trigger']
     setting['device'] = device_type(config['device'] if device is None else device)
     return setting

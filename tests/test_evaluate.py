@@ -66,7 +66,7 @@ def test_compressed_context_never_exceeds_two_regions(m):
         r.step()
         types = r.ctx['types']
         for b in range(2):
-            ctx = types[b, :r.ctx_len[b]].tolist()
+            ctx = types[b, :r.context.ctx_len[b]].tolist()
             assert ctx.count(OPEN) <= 2 and ctx[:m + 1] == memory + [OPEN]
             current = step % R
             if current == 0:  # a region just closed: [memory] <c> closed region </c> [write] <c>
@@ -82,8 +82,8 @@ def test_training_sequences_see_the_memory_exactly_as_the_rollout_does():
     R, m = config['compress_interval'], config['memory_tokens']
     model = random_model(config)
     r = InContextRollout(model, config, torch.tensor([[4, 2], [0, 5]]), seed=3)
-    tokens, real_append = [], r._append
-    r._append = lambda token: tokens.append(dict(token)) or real_append(token)
+    tokens, real_append = [], r.context.append
+    r.context.append = lambda token: tokens.append(dict(token)) or real_append(token)
     logits = torch.stack([r.step()[2] for _ in range(3 * R)], 1)  # (B, 3R, A): regions 0, 1, 2
     stream = {f: torch.stack([t[f] for t in tokens], 1) for f in ('obs', 'prev_action', 'prev_reward')}
     # the same transitions as one training sequence of two windows, (region 0, region 1) and (region 1, region 2),
@@ -96,7 +96,7 @@ def test_training_sequences_see_the_memory_exactly_as_the_rollout_does():
     positions = (types == TRANSITION).nonzero().squeeze(1)
     torch.testing.assert_close(trained[:, 0, positions], logits[:, :2 * R], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(trained[:, 1, positions[R:]], logits[:, 2 * R:], rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(r.memory, model.initial_memory(2))  # by region 3 the memory holds region 1
+    assert not torch.allclose(r.context.memory, model.initial_memory(2))  # by region 3 the memory holds region 1
 
 
 def test_model_trigger_closes_regions_where_the_head_says():

@@ -15,9 +15,7 @@ MODE_CONFIGS = {'standard': (MODEL_CONFIG, ['n_transit=20']), 'compressed': (COM
 def last_step_reached(sampler) -> int:
     """The last stream step any window of the sampler can hold."""
     last_start = (sampler.n_starts - 1) * sampler.stride
-    if sampler.compressed:  # region pairs (j, j + 1), K of them in a row with memory
-        return last_start + (1 + sampler.unroll) * sampler.stride - 1
-    return last_start + sampler.window_len - 1
+    return last_start + sampler.span - 1  # compressed: region pairs (j, j + 1), K of them in a row with memory
 
 
 def test_a_partial_last_rollout_is_no_mode_s_alone(workdir):

@@ -109,10 +109,3 @@ def kept_region_markers(n_transitions, memory_tokens: int = 0):
 def region_prefix_len(n_transitions, memory_tokens: int = 0):
     """Length of the context ``[memory] <c> region </c> [write] <c>`` that remains after a region closes."""
     return n_transitions + 3 + 2 * memory_tokens
-
-
-def max_context_len(config: dict) -> int:
-    """Longest sequence the model ever sees (sizes the position table)."""
-    if config['use_compressed_context']:
-        return 2 * config['compress_interval'] + 4 + 2 * config['memory_tokens']
-    return config['n_transit']

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from compressed_ad.env import env_spec
-from compressed_ad.model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE, max_context_len
+from compressed_ad.context_modes import mode_of
+from compressed_ad.model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE
 
 
 @dataclass
@@ -27,15 +28,16 @@ class ModelConfig:
     dim_feedforward: int
     dropout: float
     max_len: int
-    compressed: bool
+    compressed: bool  # the context mode's token-type head
     memory_tokens: int = 0
 
     @classmethod
     def from_config(cls, c: dict) -> 'ModelConfig':
+        mode = mode_of(c)
         return cls(obs_sizes=tuple(env_spec(c).obs_sizes(c['grid_size'])), num_actions=c['num_actions'],
                    n_embd=c['tf_n_embd'],
                    n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
-                   dropout=c['tf_dropout'], max_len=max_context_len(c), compressed=c['use_compressed_context'],
+                   dropout=c['tf_dropout'], max_len=mode.max_context_len(c), compressed=mode.type_head,
                    memory_tokens=c['memory_tokens'])
 
 

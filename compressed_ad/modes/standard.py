@@ -1,0 +1,66 @@
+"""Standard AD: the context is the last ``n_transit`` transitions of one stream, ``[x_0, x_1, ..., x_{L-1}]``.
+
+Training windows are any ``n_transit`` consecutive transitions. In the rollout the window fills one token at a
+time (each decoded against the KV cache); once full it slides, positions shift, and the whole window is
+re-encoded (one full forward) per step: exact sliding-window semantics, as in training windows.
+"""
+from __future__ import annotations
+
+import torch
+
+from compressed_ad.config_schema import MODEL_CONFIG, ConfigError
+from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.model.layout import TRANSITION
+
+
+class SlidingWindow(RolloutContext):
+    """The last ``n_transit`` transitions, the same length in every row (a host-side count)."""
+
+    def __init__(self, rollout, config: dict):
+        super().__init__(rollout, config)
+        self.n_transit = config['n_transit']
+
+    def length(self) -> int:
+        """Transitions in the window after ``rollout.t`` steps."""
+        return min(self.r.t, self.n_transit)
+
+    def append(self, token: dict[str, torch.Tensor]) -> bool:
+        ctx, t = self.r.ctx, self.r.t
+        slide = t >= self.n_transit
+        for f in ctx:
+            if slide:
+                ctx[f][:, :-1] = ctx[f][:, 1:].clone()
+            ctx[f][:, min(t, self.n_transit - 1)] = token[f].to(ctx[f].dtype)
+        return slide
+
+    def last_positions(self) -> tuple[int, torch.Tensor]:
+        width = self.length()
+        return width, torch.full((self.r.B,), width - 1, device=self.r.device)
+
+    @property
+    def max_ctx_len(self) -> int:
+        return self.length()
+
+
+class StandardMode(ContextMode):
+    name, model_config, run_suffix = 'standard', MODEL_CONFIG, ''
+
+    def check(self, config) -> None:
+        if config['memory_tokens']:
+            raise ConfigError(f"memory_tokens={config['memory_tokens']} ({config.source('memory_tokens')}) carries "
+                              f"the dropped regions of compressed mode; standard mode keeps its whole window. Use "
+                              f"--config config/model/ad_dr_compressed_memory.yaml, or memory_tokens=0.")
+
+    def max_context_len(self, config: dict) -> int:
+        return config['n_transit']
+
+    def window(self, config: dict) -> WindowTemplate:
+        L = config['n_transit']
+        return WindowTemplate(torch.full((L,), TRANSITION), torch.arange(L))
+
+    def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
+        return (f"n_transit={config['n_transit']} is longer than the histories ({T} steps per stream). Lower "
+                f"n_transit or collect with a larger train_source_timesteps.")
+
+    def rollout_context(self, rollout, config: dict) -> SlidingWindow:
+        return SlidingWindow(rollout, config)

@@ -1,7 +1,7 @@
 """The context layout: what one token holds, where markers and memory tokens go and which positions are targets.
 
-Training windows (``dataset.py``) and in-context evaluation (``model/rollout.py``) both build their
-sequences through this module, so the two can never disagree.
+The context modes (``compressed_ad/modes/``) build both their training windows (cut by ``dataset.py``) and
+their in-context rollout's context (``model/rollout.py``) through this module, so the two can never disagree.
 
 One token per environment step t holds what the agent knows *before* acting at t:
 the observation s_t, the previous action a_{t-1} and the previous reward r_{t-1} (``NO_ACTION`` and 0 at the

@@ -1,8 +1,8 @@
 """The AD transformer: a small pre-LN causal transformer over one token per environment step.
 
 Shapes: B batch, L sequence length, D ``tf_n_embd``, H heads, hd = D // H, A actions.
-The same module serves standard and compressed AD; compressed mode adds marker tokens (through the
-token-type embedding) and a token-type head. Attention goes through
+The same module serves every context mode (``context_modes``); compressed modes add marker tokens (through the
+token-type embedding) and a token-type head (``ContextMode.type_head``). Attention goes through
 ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA).
 """
 from __future__ import annotations

@@ -119,9 +119,14 @@ class RegionContext(RolloutContext):
 class CompressedMode(ContextMode):
     name, model_config, run_suffix = 'compressed', COMPRESSED_MODEL_CONFIG, '-compressed'
     type_head = regions = True
+    with_memory = False  # memory_tokens > 0 (modes/memory.py)
 
     def check(self, config) -> None:
         c = config
+        if bool(c['memory_tokens']) != self.with_memory:  # only where context_mode names the mode
+            raise ConfigError(f"context_mode={self.name} ({c.source('context_mode')}) needs memory_tokens "
+                              f"{'> 0' if self.with_memory else '= 0'}, got {c['memory_tokens']} "
+                              f"({c.source('memory_tokens')}).")
         if c['n_transit'] < 2 * c['compress_interval']:
             raise ConfigError(
                 f"Compressed mode needs n_transit >= 2 * compress_interval, got n_transit={c['n_transit']} "

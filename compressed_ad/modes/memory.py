@@ -13,6 +13,7 @@ from compressed_ad.modes.compressed import CompressedMode
 
 class MemoryMode(CompressedMode):
     name, model_config, run_suffix = 'memory', MEMORY_MODEL_CONFIG, '-compressed-memory'
+    with_memory = True
 
     def check(self, config) -> None:
         super().check(config)

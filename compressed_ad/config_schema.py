@@ -333,7 +333,7 @@ def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iter
 
 
 def check_consistency(config: Config) -> None:
-    """Checks between keys that need no dataset."""
+    """Checks between keys that need no dataset: the context mode's own (``ContextMode.check``), then the rest."""
     from compressed_ad.context_modes import mode_of  # the modes import this module
     c = config
     mode_of(c).check(c)

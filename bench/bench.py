@@ -105,8 +105,9 @@ def make_sampler(config, device, quick: bool) -> WindowSampler:
     """Training windows from synthetic histories of training goals, resident on ``device``."""
     n_goals, n_stream, n_regions = QUICK_DATA if quick else DATA
     train_idx, _ = task_split(config)
-    R = config['compress_interval']
-    streams = synthetic_streams(config, tasks_of(config, train_idx[:n_goals]), n_stream, n_regions * R, R)
+    region_len = config['compress_interval']
+    streams = synthetic_streams(config, tasks_of(config, train_idx[:n_goals]), n_stream, n_regions * region_len,
+                                region_len)
     return WindowSampler(streams, config, device)
 
 

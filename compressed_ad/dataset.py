@@ -71,8 +71,8 @@ class WindowSampler:
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniformly random windows: (sequence (B,), first step (B,)). Every window can be drawn: standard starts
-        0 .. T - n_transit, compressed region pairs (0, 1) .. (T / R - 2, T / R - 1); with memory, sequences of K
-        pairs starting at (0, 1) .. (T / R - 1 - K, T / R - K)."""
+        0 .. T - n_transit; compressed region pairs (0, 1) .. (N - 2, N - 1) of the N = T / region_len regions;
+        with memory, sequences of K pairs starting at (0, 1) .. (N - 1 - K, N - K)."""
         seq = torch.randint(self.n_seq, (batch_size,), device=self.device, generator=generator)
         start = torch.randint(self.n_starts, (batch_size,), device=self.device, generator=generator) * self.stride
         return seq, start

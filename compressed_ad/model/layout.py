@@ -9,7 +9,7 @@ first step of a stream). Its target is a_t, so a causal model predicts every act
 without seeing it: a window of L transitions gives L training targets.
 
 Standard mode:    [x_0, x_1, ..., x_{L-1}]                               (L = n_transit)
-Compressed mode:  [<c>, x_0 .. x_{R-1}, </c>, <c>, x_R .. x_{2R-1}, </c>] (R = compress_interval)
+Compressed mode:  [<c>, x_0 .. x_{n-1}, </c>, <c>, x_n .. x_{2n-1}, </c>] (n = region_len = compress_interval)
 i.e. the previous PPO rollout region and the current one, each wrapped in markers. Markers are real
 tokens (token types ``OPEN``/``CLOSE``) with no action target; the token-type head predicts at every
 position the type of the *next* token.
@@ -60,9 +60,9 @@ def stream_tokens(states, actions, rewards, obs_sizes: tuple[int, ...], num_acti
             'prev_reward': prev_reward, 'action': actions}
 
 
-def region_types(n_transitions: int) -> torch.Tensor:
-    """Token types of one closed region: ``<c>``, ``n_transitions`` transitions, ``</c>``; (n + 2,)."""
-    types = torch.full((n_transitions + 2,), TRANSITION)
+def region_types(region_len: int) -> torch.Tensor:
+    """Token types of one closed region: ``<c>``, ``region_len`` transitions, ``</c>``; (n + 2,)."""
+    types = torch.full((region_len + 2,), TRANSITION)
     types[0], types[-1] = OPEN, CLOSE
     return types
 
@@ -74,10 +74,11 @@ def compressed_window(region_len: int, memory_tokens: int = 0) -> tuple[torch.Te
     and ``offsets`` the step of each transition counted from the first step of the previous region (-1 at markers
     and memory tokens).
     """
-    R, m = region_len, memory_tokens
-    types = torch.cat([torch.full((m,), MEMORY), region_types(R), torch.full((m,), WRITE), region_types(R)])
+    m = memory_tokens
+    region = region_types(region_len)
+    types = torch.cat([torch.full((m,), MEMORY), region, torch.full((m,), WRITE), region])
     offsets = torch.full_like(types, -1)
-    offsets[types == TRANSITION] = torch.arange(2 * R)
+    offsets[types == TRANSITION] = torch.arange(2 * region_len)
     return types, offsets
 
 
@@ -99,13 +100,13 @@ def first_transition(memory_tokens: int = 0) -> int:
     return memory_tokens + 1
 
 
-def kept_region_markers(n_transitions, memory_tokens: int = 0):
+def kept_region_markers(region_len, memory_tokens: int = 0):
     """Positions of the ``</c>``, the first write token and the following ``<c>`` after a kept region of
-    ``n_transitions`` (int or tensor)."""
-    close = first_transition(memory_tokens) + n_transitions
+    ``region_len`` (int or tensor)."""
+    close = first_transition(memory_tokens) + region_len
     return close, close + 1, close + 1 + memory_tokens
 
 
-def region_prefix_len(n_transitions, memory_tokens: int = 0):
+def region_prefix_len(region_len, memory_tokens: int = 0):
     """Length of the context ``[memory] <c> region </c> [write] <c>`` that remains after a region closes."""
-    return n_transitions + 3 + 2 * memory_tokens
+    return region_len + 3 + 2 * memory_tokens

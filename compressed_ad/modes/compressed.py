@@ -2,7 +2,7 @@
 
 Training windows are two consecutive regions, ``[<c> region j </c> <c> region j+1 </c>]``, windows starting at
 every region. In the rollout positions are stable inside a region pair, so each step decodes one token against the
-KV cache (per-row lengths on the device, ``ctx_len`` and ``region_len``). When a region closes (every
+KV cache (per-row lengths on the device, ``ctx_len`` and ``filled``). When a region closes (every
 ``compress_interval`` steps, or when the token-type head predicts ``</c>``), the older region is dropped: the
 context becomes ``<c> closed region </c> <c>`` and only that prefix is re-encoded. ``RegionContext`` also carries
 the memory of ``modes/memory.py`` (``memory_tokens`` = m > 0; here m = 0).
@@ -22,7 +22,7 @@ class RegionContext(RolloutContext):
 
     def __init__(self, rollout, config: dict):
         super().__init__(rollout, config)
-        self.R, self.m = config['compress_interval'], config['memory_tokens']
+        self.region_len, self.m = config['compress_interval'], config['memory_tokens']
         B, device = rollout.B, rollout.device
         self._closed: list[torch.Tensor] = []  # lengths of the closed regions, one tensor per close event
         if self.m:
@@ -32,7 +32,7 @@ class RegionContext(RolloutContext):
             self.written = self.memory.clone()
         start = first_transition(self.m)  # [memory] <c>
         self.ctx_len = torch.full((B,), start, dtype=torch.long, device=device)
-        self.region_len = torch.zeros(B, dtype=torch.long, device=device)
+        self.filled = torch.zeros(B, dtype=torch.long, device=device)
         self._max_ctx_len = torch.tensor(start, device=device)
 
     def start(self) -> None:
@@ -93,9 +93,9 @@ class RegionContext(RolloutContext):
     def _close_regions(self, rows: torch.Tensor, width: int) -> None:
         """Close the current region of ``rows`` (at most ``width`` transitions: known on the host for the fixed
         trigger), keep what the mode keeps and re-encode it."""
-        self._closed.append(self.region_len[rows])
-        width = self.keep_closed_region(rows, self.region_len[rows], width)
-        self.region_len[rows] = 0
+        self._closed.append(self.filled[rows])
+        width = self.keep_closed_region(rows, self.filled[rows], width)
+        self.filled[rows] = 0
         if self.r.use_cache:
             written = self._prefill(rows, width)
         elif self.m:
@@ -106,14 +106,14 @@ class RegionContext(RolloutContext):
 
     def end_step(self, type_logits) -> None:
         """Close the regions that end here."""
-        self.region_len += 1
+        self.filled += 1
         if self.r.trigger == 'model':
-            closing = (self.region_len >= self.R) | (type_logits.argmax(-1) == CLOSE)
+            closing = (self.filled >= self.region_len) | (type_logits.argmax(-1) == CLOSE)
             rows = closing.nonzero().squeeze(1)  # the one device->host sync per step this trigger needs
             if len(rows):
-                self._close_regions(rows, int(self.region_len[rows].max()))
-        elif self.r.t % self.R == 0:
-            self._close_regions(self.r.rows, self.R)
+                self._close_regions(rows, int(self.filled[rows].max()))
+        elif self.r.t % self.region_len == 0:
+            self._close_regions(self.r.rows, self.region_len)
 
 
 class CompressedMode(ContextMode):
@@ -141,15 +141,15 @@ class CompressedMode(ContextMode):
         return 1
 
     def window(self, config: dict) -> WindowTemplate:
-        R = config['compress_interval']
-        types, offsets = compressed_window(R, config['memory_tokens'])
-        return WindowTemplate(types, offsets, stride=R, unroll=self.unroll(config), align=R)
+        region_len = config['compress_interval']
+        types, offsets = compressed_window(region_len, config['memory_tokens'])
+        return WindowTemplate(types, offsets, stride=region_len, unroll=self.unroll(config), align=region_len)
 
     def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
-        R = config['compress_interval']
-        return (f"Compressed mode needs at least {template.span // R} whole regions of {R} steps per stream; the "
-                f"dataset gives {T} (train_source_timesteps). Collect longer histories or lower compress_interval "
-                f"(or memory_unroll).")
+        region_len = config['compress_interval']
+        return (f"Compressed mode needs at least {template.span // region_len} whole regions of {region_len} steps "
+                f"per stream; the dataset gives {T} (train_source_timesteps). Collect longer histories or lower "
+                f"compress_interval (or memory_unroll).")
 
     def rollout_context(self, rollout, config: dict) -> RegionContext:
         return RegionContext(rollout, config)

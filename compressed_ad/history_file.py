@@ -219,8 +219,7 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
     if compressed:
         if any('compress_markers' not in f[str(i)] for i in env_indices):
             raise no_markers_error(path, 'compressed mode needs them (standard mode still trains on this file)')
-        n_steps = region_length(f)[0] or T
-        info['n_steps'] = n_steps
+        n_steps = info['n_steps'] = info['n_steps'] or T
         if config['compress_interval'] != n_steps:
             raise UserError(f"compress_interval={config['compress_interval']} but the dataset's PPO n_steps is "
                             f"{n_steps}: regions would not match the rollouts. Set compress_interval={n_steps} "

@@ -112,3 +112,9 @@ def test_key_to_door_tasks_are_a_reproducible_sample_split_by_env_split_seed():
     assert sorted(other[0] + other[1]) == indices and other[1] != test  # the same tasks, another split
     tasks = tasks_of(config, [0, 80, 81, 6560])
     assert tasks.tolist() == [[0, 0, 0, 0], [0, 0, 8, 8], [0, 1, 0, 0], [8, 8, 8, 8]]
+
+
+def test_each_environment_s_default_horizon_is_its_config_file_s():
+    # EnvSpec.horizon is what gym.make uses without a config; config/env/{name}.yaml is what the scripts use
+    for name, spec in ENVS.items():
+        assert load_config(env=name)['horizon'] == spec.horizon, name

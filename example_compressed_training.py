@@ -44,7 +44,8 @@ VARIANTS = {EQUAL_CONTEXT: 'standard', COMPUTE_MATCHED: 'compressed'}
 DEFAULT_MODES = ('standard', 'compressed')
 # the paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline
 PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'), (EQUAL_CONTEXT, 'standard'),
-         ('compressed', EQUAL_CONTEXT), (COMPUTE_MATCHED, 'standard'), (COMPUTE_MATCHED, 'compressed'))
+         ('compressed', EQUAL_CONTEXT), (COMPUTE_MATCHED, 'standard'), (COMPUTE_MATCHED, 'compressed'),
+         ('sliding', 'standard'), ('compressed', 'sliding'))
 EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
@@ -260,6 +261,7 @@ def aggregate(rows: dict) -> dict:
             'probability_of_improvement': stats.probability_of_improvement(pick(c, 'mean'), pick(b, 'mean')),
             'steps_per_s_ratio': stats.paired_ratio(pick(c, 'steps_per_s'), pick(b, 'steps_per_s')),
             'peak_memory_ratio': stats.paired_ratio(pick(c, 'peak_mib'), pick(b, 'peak_mib')),
+            'eval_seconds_ratio': stats.paired_ratio(pick(c, 'eval_seconds'), pick(b, 'eval_seconds')),
         }
     return out
 
@@ -346,7 +348,8 @@ def report(plan: Plan, rows: dict, agg: dict, distances: dict, timings: dict) ->
             f"| probability of improvement (mean return, per split, averaged over splits) | "
             f"{fmt(p['probability_of_improvement'], 2)} |",
             f"| training steps/s ratio | {fmt(p['steps_per_s_ratio'], 2, 'x')} |",
-            f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |"]))
+            f"| peak memory ratio | {fmt(p['peak_memory_ratio'], 2, 'x')} |",
+            f"| evaluation wall time ratio | {fmt(p['eval_seconds_ratio'], 2, 'x')} |"]))
     head = ' | '.join(f'{m}: all / last 10%' for m in modes)
     lines = [f'| shortest path length | runs | tasks x runs | {head} |', '|---|---|---|' + '---|' * len(modes)]
     for d in distances[modes[0]]:

@@ -8,9 +8,10 @@
     python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to every mode
 
 Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
-unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: standard
-(config/model/ad_dr.yaml), compressed (config/model/ad_dr_compressed.yaml) and compressed with memory
-(config/model/ad_dr_compressed_memory.yaml), each at its own ``train_batch_size`` (config 'default') and all at
+unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: every registered
+context mode (``context_modes.MODES``): standard (config/model/ad_dr.yaml), compressed
+(config/model/ad_dr_compressed.yaml), compressed with memory (config/model/ad_dr_compressed_memory.yaml) and
+sliding-window standard (config/model/ad_dr_sliding.yaml), each at its own ``train_batch_size`` (config 'default') and all at
 the common ``--batch`` (config 'equal_batch', default: the standard config's ``train_batch_size``); a row that
 would repeat another (same mode, same batch) is measured once. After each row the remaining time is estimated from the rows so far. Per row:
 
@@ -21,17 +22,20 @@ would repeat another (same mode, same batch) is measured once. After each row th
   AdamW (``model.training.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
   the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
   as train.py does (give it enough ``--warmup`` steps to compile).
-* action targets/s = batch * targets per window / step time (the useful training signal per second).
+* action targets/s = batch * targets per window / step time (the useful training signal per second). The
+  batch counts windows of ``train_batch_size``; a sliding window of 2 x ``n_transit`` counts for two, so its
+  row shows twice the tokens of the windows it is counted in.
 * peak memory of training: on CUDA ``torch.cuda.max_memory_allocated`` after
   ``reset_peak_memory_stats`` ('cuda_max_allocated', in-process); on CPU every row runs in a fresh
   subprocess and reports the growth of its ``ru_maxrss`` from the start of the row (after imports and
   data creation) to the end of training ('cpu_max_rss').
 * evaluation steps/s: ``model.rollout.InContextRollout`` (KV cache, fixed compression trigger) on
   8 goals x 16 streams; one step = one env step of all 128 rollouts, timed over ``--eval-steps``
-  after the context has reached its steady state (standard: full and sliding after ``n_transit``
-  steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
+  after the context has reached its steady state (standard and sliding: the window full and sliding after
+  ``n_transit`` steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
 
-Then the ratios compressed / standard and memory / compressed at each batch size they share. ``--json FILE``
+Then the ratios compressed / standard, memory / compressed, sliding / standard and compressed / sliding at each
+batch size they share. ``--json FILE``
 writes the rows.
 
 ``--collect`` measures PPO collection instead: ``algorithm.ppo.learn_task`` on 2 tasks with the PPO
@@ -63,13 +67,15 @@ from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, pea
                                  process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
 
 MODES = model_configs()  # {mode name: model config file}
-COMPARED = (('compressed', 'standard'), ('memory', 'compressed'))  # (mode, against)
+COMPARED = (('compressed', 'standard'), ('memory', 'compressed'), ('sliding', 'standard'),
+            ('compressed', 'sliding'))  # (mode, against)
 # synthetic history sizes: (goals, streams per goal, regions per stream)
 DATA = (16, 8, 13)
 QUICK_DATA = (4, 4, 6)
 # --quick: a tiny model and short regions (applied on top of config/quick.yaml)
 QUICK_OVERRIDES = ['tf_n_embd=32', 'tf_n_layer=2', 'tf_n_head=2', 'tf_dim_feedforward=64', 'compress_interval=16']
-QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32, 'memory': 32}  # three / two regions, as in the full configs
+QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32, 'memory': 32, 'sliding': 48}  # three / two regions, as in
+#                                                                                  the full configs
 EVAL_GOALS, EVAL_STREAMS = 8, 16
 COLLECT_GOALS = 2
 DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  # (full, --quick)
@@ -254,7 +260,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def format_ratios(rows: list[dict]) -> str:
-    """Compressed / standard and memory / compressed, at every batch size both were measured at, then at their
+    """Each pair of ``COMPARED`` (mode / against), at every batch size both were measured at, then at their
     default batches when those differ."""
     lines = []
     for mode, against in COMPARED:

@@ -4,7 +4,7 @@ A mode is one object (``ContextMode``) that says everything that differs between
 file and run-name suffix, its config checks, the longest context it gives the model, whether the model has the
 token-type head, its training windows (``WindowTemplate``, cut by ``dataset.WindowSampler``) and what the
 in-context rollout keeps in the context (``RolloutContext``, driven by ``model.rollout.InContextRollout``).
-The built-in modes live in ``compressed_ad/modes/``: standard.py, compressed.py, memory.py.
+The built-in modes live in ``compressed_ad/modes/``: standard.py, compressed.py, memory.py, sliding.py.
 
 A config selects its mode by ``context_mode``: a registered name, or ``some.module:ClassName``, a mode defined
 outside the library, imported (from the project root or PYTHONPATH) and registered on first use. Left empty (the
@@ -29,13 +29,16 @@ class WindowTemplate:
     ``types`` (L,): token types (``model.layout``); ``offsets`` (L,): the stream step of each transition counted
     from the window's first step (-1 at markers, memory and write tokens). Windows start every ``stride`` steps;
     a training sequence is ``unroll`` consecutive windows, each ``stride`` steps after the previous; streams are
-    cut to a multiple of ``align`` steps (whole regions).
+    cut to a multiple of ``align`` steps (whole regions). ``batch_share``: how many of ``train_batch_size``'s
+    windows one window of this template counts for, so that a mode with longer windows trains on as many action
+    targets per step as the others (sliding: a window of 2 x ``n_transit`` counts for 2).
     """
     types: torch.Tensor
     offsets: torch.Tensor
     stride: int = 1
     unroll: int = 1
     align: int = 1
+    batch_share: int = 1
 
     @property
     def span(self) -> int:
@@ -92,6 +95,11 @@ class ContextMode(ABC):
     type_head: bool = False  # the model predicts the next token's type (and is trained to)
     regions: bool = False    # the context is cut into compression regions: the dataset needs its markers and an
     #                          evaluation chooses a compress trigger
+    positions: str = 'absolute'  # the model's positions: 'absolute' (a learned table) or 'rope' (relative)
+
+    def attention_window(self, config: dict) -> int:
+        """Tokens each token attends to (itself included); 0 = every earlier token of the sequence."""
+        return 0
 
     def check(self, config) -> None:
         """Raise ``ConfigError`` when ``config`` (a ``config_schema.Config``) cannot run in this mode."""
@@ -160,7 +168,8 @@ def model_configs() -> dict[str, str]:
 # the built-in modes; each module imports the interface above
 from compressed_ad.modes.compressed import CompressedMode  # noqa: E402
 from compressed_ad.modes.memory import MemoryMode  # noqa: E402
+from compressed_ad.modes.sliding import SlidingMode  # noqa: E402
 from compressed_ad.modes.standard import StandardMode  # noqa: E402
 
-for _mode in (StandardMode(), CompressedMode(), MemoryMode()):
+for _mode in (StandardMode(), CompressedMode(), MemoryMode(), SlidingMode()):
     register(_mode)

@@ -41,6 +41,7 @@ class WindowSampler:
         self.is_transition = self.types == TRANSITION
         self.type_targets = next_type_targets(self.types) if mode.type_head else None
         self.stride, self.unroll, self.span = template.stride, template.unroll, template.span
+        self.batch_share = template.batch_share
         self.n_starts = (T - self.span) // self.stride + 1  # the K windows from every start fit in the stream
         tensors = {k: torch.as_tensor(v[:, :T]) for k, v in streams.items() if k != 'compress_markers'}
         tokens = stream_tokens(tensors['states'], tensors['actions'], tensors['rewards'],
@@ -54,7 +55,8 @@ class WindowSampler:
         self.window_len = len(self.offsets)
 
     def targets_per_window(self) -> int:
-        return int(self.is_transition.sum())
+        """Action targets per window of ``train_batch_size`` (a window that counts for several shares them)."""
+        return int(self.is_transition.sum()) // self.batch_share
 
     def windows(self, seq: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows of sequences ``seq`` (B,) beginning at steps ``start`` (B,)."""
@@ -85,10 +87,11 @@ class WindowSampler:
         return {k: v.reshape(len(seq), K, *v.shape[1:]) for k, v in flat.items()}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``batch_size`` windows: (B, L) fields, or in sequences of K windows (B / K, K, L)."""
+        """``batch_size`` windows: (B, L) fields, or in sequences of K windows (B / K, K, L); windows that count
+        for several (``WindowTemplate.batch_share``) come B / share at a time."""
         if self.unroll > 1:
             return self.sequences(*self.draw(batch_size // self.unroll, generator))
-        return self.windows(*self.draw(batch_size, generator))
+        return self.windows(*self.draw(batch_size // self.batch_share, generator))
 
 
 def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, dict]:

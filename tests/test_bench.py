@@ -8,8 +8,9 @@ REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', '
             'commit', 'peak_measure'}
 POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_steps_per_s', 'eval_transitions_per_s',
             'tokens', 'targets_per_window')
-MODES = ('standard', 'compressed', 'memory')
-HAND_SIZES = {'standard': (48, 48), 'compressed': (36, 32), 'memory': (44, 32)}
+MODES = ('standard', 'compressed', 'memory', 'sliding')
+# (tokens per window, action targets per window of the batch)
+HAND_SIZES = {'standard': (48, 48), 'compressed': (36, 32), 'memory': (44, 32), 'sliding': (96, 48)}
 
 
 def bench_rows(tmp_path, *extra):
@@ -31,14 +32,15 @@ def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
     assert 'remaining row(s)' in proc.stderr  # the time still to go, estimated from the rows so far
 
     expected = {(m, c, b) for m in MODES for c, b in (('default', 16), ('equal_batch', 8))}
-    assert {(r['mode'], r['config'], r['batch']) for r in rows} == expected and len(rows) == 6
+    assert {(r['mode'], r['config'], r['batch']) for r in rows} == expected and len(rows) == 8
     for r in rows:
         assert REQUIRED <= set(r), REQUIRED - set(r)
         assert r['device'] == 'cpu' and r['peak_measure'] == 'cpu_max_rss'
         assert all(r[k] > 0 for k in POSITIVE), r
         assert r['peak_mib'] >= 0  # RSS growth of a fresh process per row
         # the --quick sizes by hand: standard 48 transitions; compressed two regions of 16 with their 4 markers;
-        # memory the same with 4 memory and 4 write tokens. Targets are the transitions.
+        # memory the same with 4 memory and 4 write tokens; sliding windows of 2 x 48 that count for two windows
+        # of the batch. Targets are the transitions.
         assert (r['tokens'], r['targets_per_window']) == HAND_SIZES[r['mode']], r
         # the timed steps lie inside the row's own wall time (which also holds warmup, data and evaluation)
         assert r['steps'] * r['step_ms'] / 1e3 < r['row_seconds']
@@ -50,6 +52,7 @@ def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
         assert pair['memory']['tokens'] == pair['compressed']['tokens'] + 8  # 4 memory and 4 write tokens
         assert f'equal batch {batch}: compressed / standard' in proc.stdout
         assert f'equal batch {batch}: memory / compressed' in proc.stdout
+        assert f'equal batch {batch}: sliding / standard' in proc.stdout
 
 
 def test_bench_refuses_two_settings():

@@ -4,6 +4,11 @@ Shapes: B batch, L sequence length, D ``tf_n_embd``, H heads, hd = D // H, A act
 The same module serves every context mode (``context_modes``); compressed modes add marker tokens (through the
 token-type embedding) and a token-type head (``ContextMode.type_head``). Attention goes through
 ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA).
+
+Positions are either absolute (a learned table over the context) or relative (rotary embeddings of queries and
+keys, ``ModelConfig.positions = 'rope'``). With relative positions a model may also limit attention to the last
+``attn_window`` tokens (causal sliding-window attention); its KV cache is then a ring of ``attn_window`` slots, and
+decoding against it is exact for any number of steps, since no key depends on where the context started.
 """
 from __future__ import annotations
 
@@ -30,6 +35,13 @@ class ModelConfig:
     max_len: int
     compressed: bool  # the context mode's token-type head
     memory_tokens: int = 0
+    positions: str = 'absolute'  # 'absolute' (learned table of max_len) or 'rope' (rotary, relative)
+    attn_window: int = 0  # > 0: each token attends to itself and the attn_window - 1 tokens before it (rope only)
+
+    @property
+    def cache_len(self) -> int:
+        """Slots of a KV cache row: the window (a ring) when attention is windowed, else the whole context."""
+        return self.attn_window or self.max_len
 
     @classmethod
     def from_config(cls, c: dict) -> 'ModelConfig':
@@ -38,49 +50,91 @@ class ModelConfig:
                    n_embd=c['tf_n_embd'],
                    n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
                    dropout=c['tf_dropout'], max_len=mode.max_context_len(c), compressed=mode.type_head,
-                   memory_tokens=c['memory_tokens'])
+                   memory_tokens=c['memory_tokens'], positions=mode.positions, attn_window=mode.attention_window(c))
 
 
 class KVCache:
     """Per-layer keys/values for a batch of contexts of different lengths.
 
-    k, v: (n_layer, B, H, max_len, hd); ``length`` (B,) long: valid entries of each row.
+    k, v: (n_layer, B, H, C, hd) with C = ``cfg.cache_len``; ``length`` (B,) long: tokens each row has decoded
+    (its next position). With windowed attention (C = ``attn_window``) position p lives in slot p % C.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, device, dtype):
-        shape = (cfg.n_layer, batch, cfg.n_head, cfg.max_len, cfg.n_embd // cfg.n_head)
+        shape = (cfg.n_layer, batch, cfg.n_head, cfg.cache_len, cfg.n_embd // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = torch.zeros(batch, dtype=torch.long, device=device)
 
 
+def rotary(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Rotary factors of ``positions`` (any shape, long): complex64 (*positions.shape, head_dim / 2), one unit
+    rotation per pair of channels."""
+    inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.to(torch.float32)[..., None] * inv_freq
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def rotate_queries_and_keys(qkv: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """qkv (B, L, 3, H, hd) -> (B, L, 2, H, hd): queries and keys, each channel pair rotated by its position's
+    factor (``rope`` broadcastable to (B, L, 2, H, hd / 2)). One complex product: the cheapest rotation on a CPU."""
+    B, L, _, H, hd = qkv.shape
+    pairs = torch.view_as_complex(qkv[:, :, :2].float().reshape(B, L, 2, H, hd // 2, 2))
+    return torch.view_as_real(pairs * rope).reshape(B, L, 2, H, hd).to(qkv.dtype)
+
+
+def causal_attention(q, k, v, window: int = 0):
+    """Causal attention of (B, H, L, hd) queries -> (B, L, H, hd); with ``window`` > 0 each query sees only the
+    last ``window`` keys.
+
+    The first ``window`` queries have fewer keys behind them than the window holds, so they are plain causal
+    attention (the fused causal kernel); only the rest need the band mask.
+    """
+    L = q.shape[2]
+    if not window or L <= window:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    head = F.scaled_dot_product_attention(q[:, :, :window], k[:, :, :window], v[:, :, :window], is_causal=True)
+    query = torch.arange(window, L, device=q.device)[:, None]
+    key = torch.arange(1, L, device=q.device)  # key 0 is outside every later query's window
+    band = (key <= query) & (key > query - window)  # (L - window, L - 1)
+    tail = F.scaled_dot_product_attention(q[:, :, window:], k[:, :, 1:], v[:, :, 1:], attn_mask=band)
+    return torch.cat((head.transpose(1, 2), tail.transpose(1, 2)), dim=1)  # one copy, already (B, L, H, hd)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head = cfg.n_head
+        self.n_head, self.window = cfg.n_head, cfg.attn_window
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def _split(self, x):  # (B, L, 3D) -> 3 x (B, H, L, hd)
+    def _split(self, x, rope=None):  # (B, L, 3D) -> 3 x (B, H, L, hd), queries and keys rotated when rope is given
         B, L, _ = x.shape
-        return x.view(B, L, 3, self.n_head, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = x.view(B, L, 3, self.n_head, -1)
+        if rope is None:
+            return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = rotate_queries_and_keys(qkv, rope).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, qkv[:, :, 2].transpose(1, 2)
 
-    def forward(self, x, kv_out: list | None = None):
+    def forward(self, x, kv_out: list | None = None, rope=None):
         """Causal attention over the whole sequence. x (B, L, D). Appends (k, v) to ``kv_out`` if given."""
-        q, k, v = self._split(self.qkv(x))
+        q, k, v = self._split(self.qkv(x), rope)
         if kv_out is not None:
             kv_out.append((k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, hd)
-        return self.dropout(self.proj(y.transpose(1, 2).reshape(x.shape)))
+        y = causal_attention(q, k, v, self.window)  # (B, L, H, hd)
+        return self.dropout(self.proj(y.reshape(x.shape)))
 
-    def decode(self, x, layer: int, cache: KVCache):
+    def decode(self, x, layer: int, cache: KVCache, rope=None):
         """One new token per row at position ``cache.length``. x (B, 1, D)."""
-        q, k, v = self._split(self.qkv(x))  # (B, H, 1, hd)
+        q, k, v = self._split(self.qkv(x), rope)  # (B, H, 1, hd)
         rows = torch.arange(x.shape[0], device=x.device)
-        cache.k[layer, rows, :, cache.length] = k[:, :, 0].to(cache.k.dtype)
-        cache.v[layer, rows, :, cache.length] = v[:, :, 0].to(cache.v.dtype)
-        visible = torch.arange(cache.k.shape[3], device=x.device) <= cache.length[:, None]  # (B, max_len)
+        slots = cache.k.shape[3]
+        slot = cache.length % slots if self.window else cache.length  # a ring when attention is windowed
+        cache.k[layer, rows, :, slot] = k[:, :, 0].to(cache.k.dtype)
+        cache.v[layer, rows, :, slot] = v[:, :, 0].to(cache.v.dtype)
+        # every slot once a ring is full; before that (and without a window) the positions decoded so far
+        visible = torch.arange(slots, device=x.device) <= cache.length[:, None]  # (B, slots)
         y = F.scaled_dot_product_attention(q, cache.k[layer].to(q.dtype), cache.v[layer].to(q.dtype),
                                            attn_mask=visible[:, None, None, :])
         return self.proj(y.transpose(1, 2).reshape(x.shape))
@@ -94,12 +148,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, cfg.dim_feedforward), nn.GELU(),
                                  nn.Linear(cfg.dim_feedforward, cfg.n_embd), nn.Dropout(cfg.dropout))
 
-    def forward(self, x, kv_out=None):
-        x = x + self.attn(self.ln1(x), kv_out)
+    def forward(self, x, kv_out=None, rope=None):
+        x = x + self.attn(self.ln1(x), kv_out, rope)
         return x + self.mlp(self.ln2(x))
 
-    def decode(self, x, layer, cache):
-        x = x + self.attn.decode(self.ln1(x), layer, cache)
+    def decode(self, x, layer, cache, rope=None):
+        x = x + self.attn.decode(self.ln1(x), layer, cache, rope)
         return x + self.mlp(self.ln2(x))
 
 
@@ -127,7 +181,7 @@ class ADTransformer(nn.Module):
         self.reward_emb = nn.Linear(1, D, bias=False)
         # rows 1 and 2 are the learned marker embeddings; rows 3 and 4 mark memory and write tokens
         self.type_emb = nn.Embedding(N_INPUT_TYPES if cfg.memory_tokens else N_TOKEN_TYPES, D)
-        self.pos_emb = nn.Embedding(cfg.max_len, D)
+        self.pos_emb = nn.Embedding(cfg.max_len, D) if cfg.positions == 'absolute' else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(D)
@@ -158,10 +212,13 @@ class ADTransformer(nn.Module):
         return out
 
     def embed(self, types, obs, prev_action, prev_reward, positions, memory=None):
-        """(B, L) fields -> (B, L, D). ``memory`` (B, m, D) fills the memory tokens, in order."""
+        """(B, L) fields -> (B, L, D). ``memory`` (B, m, D) fills the memory tokens, in order. ``positions`` (L,) or
+        (B, L) enter here only when they are absolute (rotary positions act inside attention)."""
         is_transition = (types == TRANSITION).unsqueeze(-1)
         content = self.embed_obs(obs) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
-        x = self.type_emb(types) + torch.where(is_transition, content, 0) + self.pos_emb(positions)
+        x = self.type_emb(types) + torch.where(is_transition, content, 0)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
         if self.cfg.memory_tokens:
             m = self.cfg.memory_tokens
             is_memory, is_write = (types == MEMORY), (types == WRITE)
@@ -172,6 +229,19 @@ class ADTransformer(nn.Module):
                 x = x + torch.where(is_memory[..., None], read.to(x.dtype), 0)
             x = x + torch.where(is_write[..., None], self.write_emb[write_slot], 0)
         return x
+
+    def rope(self, positions: torch.Tensor, per_row: bool = False):
+        """Rotary factors broadcastable over (B, L, 2, H, hd / 2), or None with absolute positions.
+
+        ``positions``: (L,), a sequence's positions, the same in every row; or with ``per_row`` (B,), the position
+        of each row's one decoded token.
+        """
+        if self.cfg.positions != 'rope':
+            return None
+        factors = rotary(positions, self.cfg.n_embd // self.cfg.n_head)
+        if per_row:
+            return factors[:, None, None, None, :]  # (B, 1, 1, 1, hd / 2)
+        return factors[:, None, None, :]  # (L, 1, 1, hd / 2)
 
     def _heads(self, h):
         h = self.ln_f(h)
@@ -193,8 +263,9 @@ class ADTransformer(nn.Module):
             memory = self.initial_memory(types.shape[0])
         positions = torch.arange(types.shape[1], device=types.device)
         x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions, memory))
+        rope = self.rope(positions)
         for block in self.blocks:
-            x = block(x, kv_out)
+            x = block(x, kv_out, rope)
         h = self.ln_f(x)
         action_logits = self.action_head(h)
         type_logits = self.type_head(h) if self.type_head is not None else None
@@ -229,8 +300,9 @@ class ADTransformer(nn.Module):
         """
         fields = [t[:, None] for t in (types, obs, prev_action, prev_reward)]
         x = self.embed(*fields, positions=cache.length[:, None])
+        rope = self.rope(cache.length, per_row=True)
         for i, block in enumerate(self.blocks):
-            x = block.decode(x, i, cache)
+            x = block.decode(x, i, cache, rope)
         cache.length += 1
         action_logits, type_logits = self._heads(x[:, 0])
         return action_logits, type_logits

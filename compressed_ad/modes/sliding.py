@@ -1,0 +1,94 @@
+"""Sliding-window standard AD: every token attends to the last ``n_transit`` transitions, at relative positions.
+
+The context is the stream itself, ``[x_0, x_1, ...]``, one token per transition as in standard mode, but each
+token attends only to itself and the ``n_transit - 1`` tokens before it, and positions are rotary (relative), so
+no token depends on where its sequence started. Then:
+
+* Training windows are ``2 * n_transit`` consecutive transitions: the first half is trained with the short
+  contexts an evaluation starts with, the second half with a full window behind every position, as evaluation
+  sees after its first ``n_transit`` steps. One such window counts for two of ``train_batch_size``, so a step
+  trains on as many action targets as a standard step.
+* The in-context rollout decodes every step against a ring KV cache of ``n_transit`` slots: constant cost per
+  step, and exact, since a token's keys and values are those a full pass over the whole stream would give it.
+  Without the cache (the reference the tests compare against) each step re-encodes the last
+  ``n_layer * (n_transit - 1) + 1`` tokens, the receptive field of the last one.
+"""
+from __future__ import annotations
+
+import torch
+
+from compressed_ad.config_schema import ConfigError
+from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.model.layout import TRANSITION
+
+SLIDING_MODEL_CONFIG = 'config/model/ad_dr_sliding.yaml'
+WINDOWS_PER_SEQUENCE = 2  # a training window is this many n_transit-long windows, back to back
+
+
+def receptive_field(config: dict) -> int:
+    """Tokens the last token's output depends on: each layer reaches ``n_transit - 1`` tokens further back."""
+    return config['tf_n_layer'] * (config['n_transit'] - 1) + 1
+
+
+class RollingWindow(RolloutContext):
+    """Every row holds its whole stream implicitly: the ring KV cache has the last ``n_transit`` tokens' keys and
+    values. ``rollout.ctx`` (used only without the cache) keeps the last ``receptive_field`` tokens."""
+
+    def __init__(self, rollout, config: dict):
+        super().__init__(rollout, config)
+        self.n_transit, self.keep = config['n_transit'], receptive_field(config)
+
+    def append(self, token: dict[str, torch.Tensor]) -> bool:
+        if self.r.use_cache:
+            return False  # the ring cache is the context
+        ctx, t = self.r.ctx, self.r.t
+        for f in ctx:
+            if t >= self.keep:
+                ctx[f][:, :-1] = ctx[f][:, 1:].clone()
+            ctx[f][:, min(t, self.keep - 1)] = token[f].to(ctx[f].dtype)
+        return False
+
+    def last_positions(self) -> tuple[int, torch.Tensor]:
+        width = min(self.r.t, self.keep)
+        return width, torch.full((self.r.B,), width - 1, device=self.r.device)
+
+    @property
+    def max_ctx_len(self) -> int:
+        return min(self.r.t, self.n_transit)  # tokens any one token attends to
+
+
+class SlidingMode(ContextMode):
+    name, model_config, run_suffix = 'sliding', SLIDING_MODEL_CONFIG, '-sliding'
+    positions = 'rope'
+
+    def check(self, config) -> None:
+        c = config
+        if c['memory_tokens']:
+            raise ConfigError(f"memory_tokens={c['memory_tokens']} ({c.source('memory_tokens')}) belongs to compressed "
+                              f"mode with memory; the sliding mode keeps no memory. Set memory_tokens=0.")
+        if c['use_compressed_context']:
+            raise ConfigError(f"use_compressed_context=true ({c.source('use_compressed_context')}) contradicts "
+                              f"context_mode=sliding ({c.source('context_mode')}). Set use_compressed_context=false.")
+        for key in ('train_batch_size', 'test_batch_size'):
+            if c[key] % WINDOWS_PER_SEQUENCE:
+                raise ConfigError(f"{key}={c[key]} ({c.source(key)}) must be even in the sliding mode: one training "
+                                  f"window of 2 x n_transit transitions counts for two.")
+
+    def attention_window(self, config: dict) -> int:
+        return config['n_transit']
+
+    def max_context_len(self, config: dict) -> int:
+        # the longest sequence the model is given: a training window, or the rollout's reference re-encoding
+        return max(WINDOWS_PER_SEQUENCE * config['n_transit'], receptive_field(config))
+
+    def window(self, config: dict) -> WindowTemplate:
+        L = WINDOWS_PER_SEQUENCE * config['n_transit']
+        return WindowTemplate(torch.full((L,), TRANSITION), torch.arange(L), batch_share=WINDOWS_PER_SEQUENCE)
+
+    def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
+        return (f"The sliding mode trains on windows of 2 x n_transit = {template.span} transitions, longer than the "
+                f"histories ({T} steps per stream). Lower n_transit or collect with a larger "
+                f"train_source_timesteps.")
+
+    def rollout_context(self, rollout, config: dict) -> RollingWindow:
+        return RollingWindow(rollout, config)

@@ -1,0 +1,123 @@
+"""The sliding-window standard mode: its rolling KV cache is exact, its positions are relative, and it trains on
+as many action targets per step as standard AD."""
+import json
+
+import numpy as np
+import torch
+
+from compressed_ad.config_schema import load_config
+from compressed_ad.context_modes import mode_of
+from compressed_ad.dataset import load_samplers
+from compressed_ad.history_file import dataset_path
+from compressed_ad.model import build_model
+from compressed_ad.model.rollout import FIELDS, InContextRollout
+from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG, receptive_field
+from compressed_ad.synthetic_histories import write_synthetic_file
+from tests.helpers import TINY, assert_user_error, run_script
+
+WINDOW = 12
+
+
+def sliding(*extra):
+    return load_config(SLIDING_MODEL_CONFIG, overrides=TINY + [f'n_transit={WINDOW}', *extra])
+
+
+def random_model(config, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(config)
+    for p in model.parameters():  # a sharper random policy makes position and window mistakes visible
+        p.data.normal_(0, 0.3)
+    return model.eval()
+
+
+def recorded_rollout(model, config, steps: int, use_cache: bool = True, seed: int = 1):
+    """Run a rollout for ``steps`` steps; return the tokens it appended and its action logits, (B, steps) each."""
+    goals = torch.tensor([[4, 2], [0, 5], [8, 8]])
+    rollout = InContextRollout(model, config, goals, use_cache=use_cache, seed=seed)
+    tokens, logits = [], []
+    append = rollout.context.append
+
+    def recording_append(token):
+        tokens.append({f: token[f].clone() for f in FIELDS})
+        return append(token)
+    rollout.context.append = recording_append
+    for _ in range(steps):
+        logits.append(rollout.step()[2])
+    stacked = {f: torch.stack([t[f] for t in tokens], 1) for f in FIELDS}
+    return stacked, torch.stack(logits, 1)
+
+
+def test_rolling_cache_decoding_equals_full_recomputation_over_thousands_of_steps():
+    config = sliding()
+    model = random_model(config)
+    steps = 3000  # 250 slides of the 12-token window
+    tokens, cached = recorded_rollout(model, config, steps)
+    with torch.no_grad():
+        full, _ = model(*[tokens[f] for f in FIELDS])  # one pass over the whole stream, windowed attention
+    assert full.shape == cached.shape == (3, steps, 5)
+    assert (full - cached).abs().max() < 1e-4
+    assert model.cfg.cache_len == WINDOW  # the cache never grows with the stream
+
+
+def test_the_rollout_without_cache_acts_exactly_as_with_it():
+    config = sliding()
+    model = random_model(config, seed=2)
+    steps = 6 * receptive_field(config)  # well past the re-encoded span, where the reference slides
+    cached_tokens, cached = recorded_rollout(model, config, steps, use_cache=True)
+    tokens, recomputed = recorded_rollout(model, config, steps, use_cache=False)
+    assert torch.equal(cached_tokens['prev_action'], tokens['prev_action'])  # the same actions, step by step
+    assert (cached - recomputed).abs().max() < 1e-4
+
+
+def test_a_token_s_output_depends_only_on_its_window_not_on_where_its_sequence_starts():
+    config = sliding()
+    model = random_model(config, seed=3)
+    tokens, _ = recorded_rollout(model, config, 4 * WINDOW)
+    with torch.no_grad():
+        full, _ = model(*[tokens[f] for f in FIELDS])
+        field = receptive_field(config)
+        last = 4 * WINDOW - 1
+        alone, _ = model(*[tokens[f][:, last - field + 1:last + 1] for f in FIELDS])
+        shorter, _ = model(*[tokens[f][:, last - field + 2:last + 1] for f in FIELDS])
+    same = (alone[:, -1] - full[:, last]).abs().max()
+    changed = (shorter[:, -1] - full[:, last]).abs().max()
+    assert same < 1e-5  # its receptive field is all it reads
+    assert changed > 100 * max(same, 1e-6)  # and it reads all of it
+
+
+def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir):
+    written = load_config(overrides=TINY + workdir)
+    write_synthetic_file(dataset_path(written), written)
+    batches = {}
+    for name, config in (('standard', load_config(overrides=TINY + workdir + [f'n_transit={WINDOW}'])),
+                         ('sliding', sliding(*workdir))):
+        train, _, _ = load_samplers(config, torch.device('cpu'))
+        gen = torch.Generator().manual_seed(0)
+        batches[name] = (train.sample(config['train_batch_size'], gen), train.targets_per_window())
+    (standard, standard_per_window), (windows, per_window) = batches['standard'], batches['sliding']
+    assert windows['action'].shape == (4, 2 * WINDOW)  # 8 of train_batch_size: 4 windows of 2 x n_transit
+    assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW
+    assert per_window == standard_per_window == WINDOW
+    # the windows are consecutive transitions of one stream: the previous action is the one before's target
+    assert torch.equal(windows['prev_action'][:, 1:], windows['action'][:, :-1])
+
+
+def test_the_sliding_config_selects_the_mode_and_refuses_what_it_cannot_run(workdir):
+    assert mode_of(sliding()).name == 'sliding'
+    proc = run_script('train.py', '--config', SLIDING_MODEL_CONFIG, *TINY, 'train_batch_size=7', *workdir)
+    assert_user_error(proc, 'train_batch_size=7', 'must be even')
+    proc = run_script('train.py', '--config', SLIDING_MODEL_CONFIG, *TINY, 'memory_tokens=2', *workdir)
+    assert_user_error(proc, 'memory_tokens=2', 'sliding')
+
+
+def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, tiny_dataset):
+    args = ['--config', SLIDING_MODEL_CONFIG, *TINY, f'n_transit={WINDOW}', *workdir]
+    proc = run_script('train.py', *args)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / 'runs' / 'AD-darkroom-sliding-seed0'
+    assert (run / 'ckpt-8.pt').exists()
+    proc = run_script('evaluate.py', run)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / 'eval_summary.json').read_text())
+    assert summary['mode'] == 'sliding' and summary['compress_trigger'] is None
+    assert np.load(run / 'eval_result.npy').shape[-1] == 3  # eval_episodes

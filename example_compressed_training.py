@@ -4,11 +4,14 @@
     python example_compressed_training.py --mode all --quick    # tiny smoke test, a few minutes on 2 CPU cores
     python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2   # the CPU protocol
     python example_compressed_training.py --mode all --cpu --modes standard,compressed,memory --seeds 0,1
+    python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2 --jobs 2   # 2 runs at a time
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
 
 Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per
 training seed (``--seeds``, the ``seed`` key) and goal split (``--splits``, ``env_split_seed``); an existing
-dataset, a finished run and an evaluation with the wanted settings are reused rather than recomputed. ``all``
+dataset, a finished run and an evaluation with the wanted settings are reused rather than recomputed. ``--jobs N``
+trains (and then evaluates) N runs at a time, each with 1/N of the CPU threads and its output in
+{runs_dir}/logs/ (the compute-matched runs start once the runs they are measured on have finished). ``all``
 ends with the comparison: {runs_dir}/comparison.md (the quick-start's table, then per mode the mean and IQM
 return with 95% bootstrap intervals over runs, the paired difference, the probability that compressed beats
 standard, speed and memory ratios, returns by goal distance, and the wall time of each stage),
@@ -16,6 +19,7 @@ standard, speed and memory ratios, returns by goal distance, and the wall time o
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,6 +62,56 @@ def run_step(title: str, args: list[str], timings: dict) -> None:
         raise UserError(f"'{title}' failed (python {' '.join(args)} exited with {proc.returncode}); see its "
                         f"message above. Fix that and re-run: finished stages are reused.")
     timings[title] = time.time() - start
+
+
+class Steps:
+    """Project scripts run ``jobs`` at a time. One job streams to the terminal (``run_step``); several write each
+    script's output to ``log_dir/{title}.log``, and each child gets an equal share of the CPU threads."""
+
+    def __init__(self, jobs: int, timings: dict, log_dir: Path):
+        self.jobs, self.timings, self.log_dir = jobs, timings, log_dir
+        self.running: list[tuple[str, list[str], subprocess.Popen, float, Path]] = []
+        self.failed: list[str] = []
+
+    def run(self, title: str, args: list[str]) -> None:
+        if self.jobs == 1:
+            run_step(title, args, self.timings)
+            return
+        while len(self.running) >= self.jobs:
+            self._reap()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / (title.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '') + '.log')
+        env = dict(os.environ)
+        env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        print(f"\n=== {title}: python {' '.join(args)}  (output: {log})", flush=True)
+        with open(log, 'w') as out:
+            proc = subprocess.Popen([sys.executable, *args], cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                    env=env)
+        self.running.append((title, args, proc, time.time(), log))
+
+    def _reap(self) -> None:
+        """Wait until one running script ends; record its time or its failure."""
+        while True:
+            for item in self.running:
+                title, args, proc, start, log = item
+                if proc.poll() is not None:
+                    self.running.remove(item)
+                    if proc.returncode == 0:
+                        self.timings[title] = time.time() - start
+                        print(f"=== {title}: done in {self.timings[title]:.0f} s", flush=True)
+                    else:
+                        self.failed.append(f"'{title}' (python {' '.join(args)} exited with {proc.returncode}; "
+                                           f"its output is in {log})")
+                    return
+            time.sleep(0.5)
+
+    def wait(self) -> None:
+        """Wait for every running script; a failure is reported once all have ended."""
+        while self.running:
+            self._reap()
+        if self.failed:
+            raise UserError(f"{len(self.failed)} step(s) failed: {'; '.join(self.failed)}. Fix that and re-run: "
+                            f"finished stages are reused.")
 
 
 class Plan:
@@ -142,19 +196,19 @@ def collect(plan: Plan, timings: dict) -> None:
     run_step('collect', ['collect.py', *plan.flags, *plan.user], timings)
 
 
-def train(plan: Plan, timings: dict) -> None:
+def train(plan: Plan, steps: Steps) -> None:
     # every run of the modes first, then the variants' (the compute-matched budget is measured on the former)
-    first = [m for m in plan.modes if m not in VARIANTS]
-    order = list(product(plan.pairs(), first)) + list(product(plan.pairs(), [m for m in plan.modes if m in VARIANTS]))
-    for (seed, split), mode in order:
-        config = plan.config(mode, seed, split)
-        run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
-        if run_finished(run, config):
-            print(f"\n=== {title}: reusing the finished run '{run}'")
-            timings[title] = None
-            continue
-        run_step(title, ['train.py', '--config', plan.config_file(mode), *plan.flags,
-                         *plan.mode_overrides(mode, seed, split)], timings)
+    for modes in ([m for m in plan.modes if m not in VARIANTS], [m for m in plan.modes if m in VARIANTS]):
+        for (seed, split), mode in product(plan.pairs(), modes):
+            config = plan.config(mode, seed, split)
+            run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
+            if run_finished(run, config):
+                print(f"\n=== {title}: reusing the finished run '{run}'")
+                steps.timings[title] = None
+                continue
+            steps.run(title, ['train.py', '--config', plan.config_file(mode), *plan.flags,
+                              *plan.mode_overrides(mode, seed, split)])
+        steps.wait()
 
 
 def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dict, Path]:
@@ -164,7 +218,7 @@ def wanted_eval(plan: Plan, mode: str, seed: int, split: int) -> tuple[Path, dic
     return run, setting, eval_output_dir(run, setting)
 
 
-def evaluate(plan: Plan, timings: dict) -> None:
+def evaluate(plan: Plan, steps: Steps) -> None:
     eval_overrides = [o for o in plan.user if o.split('=', 1)[0] in EVAL_PASS_THROUGH or o.startswith('eval_')]
     for (seed, split), mode in product(plan.pairs(), plan.modes):
         run, setting, out = wanted_eval(plan, mode, seed, split)
@@ -173,9 +227,10 @@ def evaluate(plan: Plan, timings: dict) -> None:
         if ckpts and summary.exists() and summary.stat().st_mtime > ckpts[-1][1].stat().st_mtime \
                 and json.loads(summary.read_text()).get('setting') == setting:
             print(f"\n=== {title}: reusing '{summary}' (same settings, newer than the last checkpoint)")
-            timings[title] = None
+            steps.timings[title] = None
             continue
-        run_step(title, ['evaluate.py', str(run), *preset_flags(plan.presets), *eval_overrides], timings)
+        steps.run(title, ['evaluate.py', str(run), *preset_flags(plan.presets), *eval_overrides])
+    steps.wait()
 
 
 def gather(plan: Plan) -> dict:
@@ -423,20 +478,26 @@ def main():
                         help="training seeds (the seed key), e.g. 0,1; default: the config's")
     parser.add_argument('--splits', type=int_list, metavar='N,N,...',
                         help="goal splits (the env_split_seed key), e.g. 0,1,2; default: the config's")
+    parser.add_argument('--jobs', type=int, default=1, metavar='N',
+                        help="training and evaluation runs at a time (default 1); with N > 1 each gets 1/N of the CPU "
+                             "threads and writes its output to RUNS_DIR/logs/")
     add_config_args(parser)
     args = parse_args(parser)
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give the number of runs to train or evaluate at a time, 1 or more.")
     plan = Plan(args)
     if args.print_config:
         for (seed, split), mode in product(plan.pairs(), plan.modes):
             print(f'# {mode} AD, seed {seed}, split {split}\n{format_config(plan.config(mode, seed, split))}\n')
         return 0
     timings: dict[str, float | None] = {}
+    steps = Steps(args.jobs, timings, Path(plan.base['runs_dir']) / 'logs')
     if args.mode in ('collect', 'all'):
         collect(plan, timings)
     if args.mode in ('train', 'all'):
-        train(plan, timings)
+        train(plan, steps)
     if args.mode in ('eval', 'all'):
-        evaluate(plan, timings)
+        evaluate(plan, steps)
         compare(plan, timings)
 
 

@@ -162,9 +162,11 @@ class Run:
         write_run_config(self.out, config)
         self.writer = SummaryWriter(str(self.out), purge_step=self.step if self.step else None)
         n_params = sum(p.numel() for p in self.model.parameters())
+        share = sampler.batch_share
+        windows = (f"windows of {sampler.window_len} tokens, {sampler.targets_per_window() * share} action targets "
+                   f"each" + (f" (one counts for {share} of train_batch_size)" if share > 1 else ''))
         print(f"Training {mode_of(config).name} AD ({n_params / 1e6:.2f}M parameters) on {self.device} "
-              f"x{self.world}: {sampler.n_seq} training streams, windows of {sampler.window_len} tokens, "
-              f"{sampler.targets_per_window()} action targets each -> {self.out}")
+              f"x{self.world}: {sampler.n_seq} training streams, {windows} -> {self.out}")
         if self.device.type == 'cpu':
             warn_cpu_time(training.estimate_step_seconds(self.model, sampler, config, self.device),
                           config['train_timesteps'] - self.step)

@@ -58,9 +58,14 @@ def test_the_equal_context_and_compute_matched_rows(tmp_path, workdir):
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes',
-                      'standard,compressed,standard-160', '--compute-matched', *overrides)
+                      'standard,compressed,standard-160', '--compute-matched', '--jobs', '2', *overrides)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / 'runs'
+    # two at a time: each script's output in its own log, the terminal keeps one line per start and end
+    logs = sorted(p.name for p in (runs / 'logs').iterdir())
+    assert len(logs) == 8 and 'train_compressed-matched_AD.log' in logs, logs  # 4 modes, trained and evaluated
+    assert 'Finished 20 steps' in (runs / 'logs' / 'train_standard_AD.log').read_text()
+    assert proc.stdout.count(': done in ') == 8
 
     def saved(sub):
         return yaml.safe_load((runs / sub / 'config.yaml').read_text())
@@ -78,6 +83,20 @@ def test_the_equal_context_and_compute_matched_rows(tmp_path, workdir):
     for pair in ('standard-160 against standard', 'compressed against standard-160',
                  'compressed-matched against standard', 'compressed-matched against compressed'):
         assert f'| {pair} (paired by seed and split) |' in table, pair
+
+
+def test_a_failed_parallel_step_names_its_log_and_leaves_no_comparison(tmp_path, workdir):
+    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=4', 'ckpt_interval=4',
+                 'eval_interval=4', 'test_n_batches=1']
+    config = load_config(presets=['quick'], overrides=overrides)
+    write_synthetic_file(dataset_path(config), config)
+    # the sliding mode's windows (2 x 240 transitions) do not fit these 320-step histories: its run fails
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes', 'standard,sliding',
+                      '--jobs', '2', *overrides)
+    assert_user_error(proc, '1 step(s) failed', 'train sliding AD', 'train_sliding_AD.log')
+    assert 'longer than the histories' in (tmp_path / 'runs' / 'logs' / 'train_sliding_AD.log').read_text()
+    assert (tmp_path / 'runs' / 'AD-darkroom-seed0' / 'ckpt-4.pt').exists()  # the other run finished
+    assert not (tmp_path / 'runs' / 'comparison.md').exists()
 
 
 def test_the_compute_matched_row_needs_its_baselines(workdir):

@@ -114,6 +114,7 @@ def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, t
     args = ['--config', SLIDING_MODEL_CONFIG, *TINY, f'n_transit={WINDOW}', *workdir]
     proc = run_script('train.py', *args)
     assert proc.returncode == 0, proc.stderr
+    assert 'windows of 24 tokens, 24 action targets each (one counts for 2 of train_batch_size)' in proc.stdout
     run = tmp_path / 'runs' / 'AD-darkroom-sliding-seed0'
     assert (run / 'ckpt-8.pt').exists()
     proc = run_script('evaluate.py', run)

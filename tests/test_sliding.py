@@ -122,3 +122,22 @@ def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, t
     summary = json.loads((run / 'eval_summary.json').read_text())
     assert summary['mode'] == 'sliding' and summary['compress_trigger'] is None
     assert np.load(run / 'eval_result.npy').shape[-1] == 3  # eval_episodes
+
+
+def test_the_eager_and_the_compiled_rotation_agree_and_keep_relative_positions():
+    from compressed_ad.model.transformer import rotary, rotate_queries_and_keys
+    torch.manual_seed(0)
+    B, L, H, hd = 2, 7, 2, 8
+    qkv = torch.randn(B, L, 3, H, hd)
+    cos, sin = rotary(torch.arange(L), hd)
+    rope = (cos[:, None, None, :], sin[:, None, None, :])
+    complex_way = rotate_queries_and_keys(qkv, rope, as_complex=True)
+    real_way = rotate_queries_and_keys(qkv, rope, as_complex=False)
+    assert (complex_way - real_way).abs().max() < 1e-6
+    # a query-key score depends on the positions' difference only: shift both by 100 and it stays
+    cos, sin = rotary(torch.arange(100, 100 + L), hd)
+    shifted = rotate_queries_and_keys(qkv, (cos[:, None, None, :], sin[:, None, None, :]))
+    scores = torch.einsum('blhd,bmhd->bhlm', complex_way[:, :, 0], complex_way[:, :, 1])
+    scores_shifted = torch.einsum('blhd,bmhd->bhlm', shifted[:, :, 0], shifted[:, :, 1])
+    assert (scores - scores_shifted).abs().max() < 1e-4
+    assert not torch.allclose(complex_way[:, :, 0], shifted[:, :, 0])  # the vectors themselves did rotate

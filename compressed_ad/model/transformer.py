@@ -67,20 +67,32 @@ class KVCache:
         self.length = torch.zeros(batch, dtype=torch.long, device=device)
 
 
-def rotary(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """Rotary factors of ``positions`` (any shape, long): complex64 (*positions.shape, head_dim / 2), one unit
-    rotation per pair of channels."""
+def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary angles of ``positions`` (any shape, long): (cos, sin), each (*positions.shape, head_dim / 2), fp32."""
     inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     angles = positions.to(torch.float32)[..., None] * inv_freq
-    return torch.polar(torch.ones_like(angles), angles)
+    return angles.cos(), angles.sin()
 
 
-def rotate_queries_and_keys(qkv: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+def rotate_queries_and_keys(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                            as_complex: bool | None = None) -> torch.Tensor:
     """qkv (B, L, 3, H, hd) -> (B, L, 2, H, hd): queries and keys, each channel pair rotated by its position's
-    factor (``rope`` broadcastable to (B, L, 2, H, hd / 2)). One complex product: the cheapest rotation on a CPU."""
+    angle (``rope``: cos, sin broadcastable to (B, L, 2, H, hd / 2)).
+
+    Eager, one complex product (the cheapest rotation on a CPU); under ``torch.compile`` the same product in real
+    arithmetic, which inductor fuses (it generates no code for complex operators). ``as_complex`` forces one.
+    """
     B, L, _, H, hd = qkv.shape
-    pairs = torch.view_as_complex(qkv[:, :, :2].float().reshape(B, L, 2, H, hd // 2, 2))
-    return torch.view_as_real(pairs * rope).reshape(B, L, 2, H, hd).to(qkv.dtype)
+    pairs = qkv[:, :, :2].float().reshape(B, L, 2, H, hd // 2, 2)
+    cos, sin = rope
+    if as_complex is None:
+        as_complex = not torch.compiler.is_compiling()
+    if as_complex:
+        rotated = torch.view_as_real(torch.view_as_complex(pairs) * torch.complex(cos, sin))
+    else:
+        x, y = pairs.unbind(-1)
+        rotated = torch.stack((x * cos - y * sin, x * sin + y * cos), dim=-1)
+    return rotated.reshape(B, L, 2, H, hd).to(qkv.dtype)
 
 
 def causal_attention(q, k, v, window: int = 0):
@@ -231,17 +243,17 @@ class ADTransformer(nn.Module):
         return x
 
     def rope(self, positions: torch.Tensor, per_row: bool = False):
-        """Rotary factors broadcastable over (B, L, 2, H, hd / 2), or None with absolute positions.
+        """Rotary (cos, sin) broadcastable over (B, L, 2, H, hd / 2), or None with absolute positions.
 
         ``positions``: (L,), a sequence's positions, the same in every row; or with ``per_row`` (B,), the position
         of each row's one decoded token.
         """
         if self.cfg.positions != 'rope':
             return None
-        factors = rotary(positions, self.cfg.n_embd // self.cfg.n_head)
+        cos, sin = rotary(positions, self.cfg.n_embd // self.cfg.n_head)
         if per_row:
-            return factors[:, None, None, None, :]  # (B, 1, 1, 1, hd / 2)
-        return factors[:, None, None, :]  # (L, 1, 1, hd / 2)
+            return cos[:, None, None, None, :], sin[:, None, None, None, :]  # (B, 1, 1, 1, hd / 2)
+        return cos[:, None, None, :], sin[:, None, None, :]  # (L, 1, 1, hd / 2)
 
     def _heads(self, h):
         h = self.ln_f(h)

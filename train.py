@@ -118,8 +118,9 @@ class Run:
         self.gen.manual_seed(config['seed'] * 1000 + rank)
         test_gen = torch.Generator(device=device)  # the same held-out batches at every test evaluation
         test_gen.manual_seed(config['seed'] + 12345)
-        self.test_batches = [test_sampler.sample(config['test_batch_size'], test_gen)
-                             for _ in range(config['test_n_batches'])]
+        self.test_batches = test_sampler.held_out_batches(config['test_batch_size'], config['test_n_batches'],
+                                                          test_gen)
+        self.batches = training.TrainingBatches(self.train_sampler, self.model, config, self.gen)
         self.step = 0
         # whole-run figures of the segments before this one (a run resumed from a checkpoint)
         self.before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
@@ -145,8 +146,11 @@ class Run:
             # checkpoints written before 'progress' existed: the earlier segments' time is unknown
             self.before = ckpt.get('progress', dict(self.before, complete=False))
             restore_rng(states[self.rank], self.gen, self.device)
+            self.batches.load_state(states[self.rank].get('batches'))
             if self.main_process:
                 print(f"Resuming '{self.out}' from step {self.step}.")
+        else:
+            self.batches.start()
         if changes and self.main_process:
             shown = ', '.join(f'{k} {old} -> {new}' for k, (old, new) in changes.items())
             record_config_changes(self.out, self.step, changes)
@@ -184,10 +188,11 @@ class Run:
         reset_peak_memory(self.device)
         try:
             while self.step < total:
-                batch = self.train_sampler.sample(config['train_batch_size'], self.gen)
+                batch = self.batches.next()
                 log_now = (self.step + 1) % config['summary_interval'] == 0 or self.step + 1 == total
                 losses = training.train_step(net, self.model, batch, self.optimizer, self.scheduler, config,
                                              with_metrics=log_now)
+                self.batches.after_step(losses)
                 self.step += 1
                 bar.update(1)
                 if log_now and self.main_process:
@@ -229,9 +234,11 @@ class Run:
                 'segments': self.before['segments'] + 1, 'complete': self.before['complete']}
 
     def write_checkpoint(self) -> None:
-        """Every rank's random streams, gathered; the main process writes them with the model and optimiser."""
+        """Every rank's random streams and batch state (memory mode: its rows' walks and carried memory),
+        gathered; the main process writes them with the model and optimiser."""
         mine = {'torch': torch.get_rng_state(), 'sampler': self.gen.get_state(),
-                'cuda': torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else None}
+                'cuda': torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else None,
+                'batches': self.batches.state()}
         states = training.gather_from_ranks(mine, self.world)
         if self.main_process:
             save_checkpoint(self.out, self.step, {

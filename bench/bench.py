@@ -61,7 +61,7 @@ from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout
-from compressed_ad.model.training import make_optimizer, make_scheduler, train_step
+from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
 from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
                                  process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
@@ -131,9 +131,11 @@ def time_training(model, sampler, config, device, batch: int, steps: int, warmup
     gen.manual_seed(config['seed'])
     model.train()
     net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model  # as train.py does
+    batches = TrainingBatches(sampler, model, config, gen)  # as train.py draws them (memory: walking rows)
+    batches.start()
 
     def step():
-        train_step(net, model, sampler.sample(batch, gen), optimizer, scheduler, config)
+        batches.after_step(train_step(net, model, batches.next(), optimizer, scheduler, config))
 
     for _ in range(warmup):
         step()

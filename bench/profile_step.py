@@ -23,7 +23,7 @@ from bench.bench import EVAL_GOALS, EVAL_STREAMS, MODES, eval_warmup_steps, make
 from compressed_ad.env import task_split, tasks_of
 from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout
-from compressed_ad.model.training import make_optimizer, make_scheduler, train_step
+from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
 from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
 PROFILED_STEPS = 5
@@ -62,11 +62,12 @@ def profile_mode(mode: str, presets: list[str], overrides: list[str], device, to
     net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model
     gen = torch.Generator(device=device)
     gen.manual_seed(config['seed'])
-    batch = config['train_batch_size']
     model.train()
+    batches = TrainingBatches(sampler, model, config, gen)  # as train.py draws them (memory: walking rows)
+    batches.start()
 
     def step():
-        train_step(net, model, sampler.sample(batch, gen), optimizer, scheduler, config)
+        batches.after_step(train_step(net, model, batches.next(), optimizer, scheduler, config))
     for _ in range(10 if config['compile'] else 3):  # compile and allocator warmup
         step()
     train = profile_calls(step, device, PROFILED_STEPS, top)

@@ -31,7 +31,9 @@ class WindowTemplate:
     a training sequence is ``unroll`` consecutive windows, each ``stride`` steps after the previous; streams are
     cut to a multiple of ``align`` steps (whole regions). ``batch_share``: how many of ``train_batch_size``'s
     windows one window of this template counts for, so that a mode with longer windows trains on as many action
-    targets per step as the others (sliding: a window of 2 x ``n_transit`` counts for 2).
+    targets per step as the others (sliding: a window of 2 x ``n_transit`` counts for 2). ``walk``: training rows
+    walk whole streams, ``unroll`` windows per optimizer step from each stream's first window, and the model's
+    memory is carried from one step to the next (memory mode; ``dataset.WindowSampler.walk``).
     """
     types: torch.Tensor
     offsets: torch.Tensor
@@ -39,6 +41,7 @@ class WindowTemplate:
     unroll: int = 1
     align: int = 1
     batch_share: int = 1
+    walk: bool = False
 
     @property
     def span(self) -> int:

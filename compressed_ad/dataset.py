@@ -42,6 +42,10 @@ class WindowSampler:
         self.type_targets = next_type_targets(self.types) if mode.type_head else None
         self.stride, self.unroll, self.span = template.stride, template.unroll, template.span
         self.batch_share = template.batch_share
+        self.walks = template.walk
+        # walking rows (memory mode): every window of a stream in turn, ``n_windows`` of them
+        self.n_windows = (T - (int(template.offsets.max()) + 1)) // self.stride + 1
+        self.walk_seq = self.walk_pos = None  # (S,) each walking row's stream and next window, once started
         self.n_starts = (T - self.span) // self.stride + 1  # the K windows from every start fit in the stream
         tensors = {k: torch.as_tensor(v[:, :T]) for k, v in streams.items() if k != 'compress_markers'}
         tokens = stream_tokens(tensors['states'], tensors['actions'], tensors['rewards'],
@@ -85,6 +89,55 @@ class WindowSampler:
         starts = start[:, None] + self.stride * torch.arange(K, device=self.device)  # (S, K)
         flat = self.windows(seq.repeat_interleave(K), starts.reshape(-1))
         return {k: v.reshape(len(seq), K, *v.shape[1:]) for k, v in flat.items()}
+
+    # ------------------------------------------------------------------ rows that walk whole streams (memory mode)
+    def start_walks(self, n_rows: int, generator: torch.Generator) -> None:
+        """Put ``n_rows`` walking rows on random streams at random windows, so that the rows' positions in their
+        streams are spread out (their memory at those windows is the training loop's to build: ``model.training``)."""
+        self.walk_seq = torch.randint(self.n_seq, (n_rows,), device=self.device, generator=generator)
+        self.walk_pos = torch.randint(self.n_windows, (n_rows,), device=self.device, generator=generator)
+
+    def walk(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The next K = ``unroll`` windows of every walking row: (S, K, L) fields and ``fresh`` (S, K), true at a
+        stream's first window (where the memory restarts from the initial one). A row that reaches the end of its
+        stream moves on to the first window of a new random stream, within the same K windows if need be."""
+        K, S = self.unroll, len(self.walk_seq)
+        new_seq = torch.randint(self.n_seq, (S,), device=self.device, generator=generator)
+        window = self.walk_pos[:, None] + torch.arange(K, device=self.device)  # (S, K)
+        moved = window >= self.n_windows
+        seq = torch.where(moved, new_seq[:, None], self.walk_seq[:, None])
+        window = torch.where(moved, window - self.n_windows, window)
+        flat = self.windows(seq.reshape(-1), (window * self.stride).reshape(-1))
+        batch = {k: v.reshape(S, K, *v.shape[1:]) for k, v in flat.items()}
+        batch['fresh'] = window == 0
+        self.walk_seq, self.walk_pos = seq[:, -1], window[:, -1] + 1
+        return batch
+
+    def walk_windows(self, j: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Window ``j`` (S,) of every walking row's current stream: (S, L) fields."""
+        return self.windows(self.walk_seq, j * self.stride)
+
+    def walk_state(self) -> dict[str, torch.Tensor]:
+        return {'seq': self.walk_seq.cpu(), 'pos': self.walk_pos.cpu()}
+
+    def load_walk_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.walk_seq, self.walk_pos = state['seq'].to(self.device), state['pos'].to(self.device)
+
+    def whole_streams(self, n_streams: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Every window of ``n_streams`` random streams, in order: (n, n_windows, L) fields and ``fresh``."""
+        seq = torch.randint(self.n_seq, (n_streams,), device=self.device, generator=generator)
+        window = torch.arange(self.n_windows, device=self.device).expand(n_streams, -1)
+        flat = self.windows(seq.repeat_interleave(self.n_windows), (window * self.stride).reshape(-1))
+        batch = {k: v.reshape(n_streams, self.n_windows, *v.shape[1:]) for k, v in flat.items()}
+        batch['fresh'] = window == 0
+        return batch
+
+    def held_out_batches(self, batch_size: int, n_batches: int, generator: torch.Generator) -> list[dict]:
+        """The fixed batches of the held-out loss: random windows, or whole streams when rows walk (as many
+        streams as ``batch_size`` windows fill, at least one), so the memory is built as the rollout builds it."""
+        if self.walks:
+            return [self.whole_streams(max(1, batch_size // self.n_windows), generator) for _ in range(n_batches)]
+        return [self.sample(batch_size, generator) for _ in range(n_batches)]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``batch_size`` windows: (B, L) fields, or in sequences of K windows (B / K, K, L); windows that count

@@ -15,7 +15,8 @@ from compressed_ad.model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANS
 from compressed_ad.model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, RUN_KEYS, SCHEMA, Config, load_config
-from compressed_ad.history_file import dataset_path
+from compressed_ad.dataset import WindowSampler
+from compressed_ad.history_file import dataset_path, expected_markers
 from compressed_ad.run_files import (TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint,
                                      write_run_config)
 from compressed_ad.synthetic_histories import write_synthetic_file
@@ -77,26 +78,48 @@ def test_compressed_context_never_exceeds_two_regions(m):
     assert all(x.tolist() == [R, R] for x in r.closed_region_lengths)
 
 
-def test_training_sequences_see_the_memory_exactly_as_the_rollout_does():
-    config = tiny(True, *MEMORY)
-    R, m = config['compress_interval'], config['memory_tokens']
+def test_a_training_row_carries_into_each_region_the_memory_the_rollout_builds():
+    # the rollout's own transitions become a history; a training row walking it through WindowSampler, K windows
+    # per step with the memory carried between steps, must read at its k-th window the memory the rollout's
+    # context holds after k hand-offs, and score that window's transitions as the rollout did
+    config = tiny(True, *MEMORY)  # K = memory_unroll = 2 windows per step
+    R, K = config['compress_interval'], config['memory_unroll']
+    regions = 14
     model = random_model(config)
     r = InContextRollout(model, config, torch.tensor([[4, 2], [0, 5]]), seed=3)
     tokens, real_append = [], r.context.append
     r.context.append = lambda token: tokens.append(dict(token)) or real_append(token)
-    logits = torch.stack([r.step()[2] for _ in range(3 * R)], 1)  # (B, 3R, A): regions 0, 1, 2
-    stream = {f: torch.stack([t[f] for t in tokens], 1) for f in ('obs', 'prev_action', 'prev_reward')}
-    # the same transitions as one training sequence of two windows, (region 0, region 1) and (region 1, region 2),
-    # the memory of the second written by the first
-    types, offsets = compressed_window(R, m)
-    steps = torch.stack([k * R + offsets.clamp(min=0) for k in range(2)])  # (2, L)
-    fields = [types.expand(2, 2, -1)] + [stream[f][:, steps] for f in ('obs', 'prev_action', 'prev_reward')]
-    with torch.no_grad():
-        trained, _ = model(*fields)  # (B, 2, L, A)
+    memory_at, logits = {}, []  # window j -> the memory the rollout's context holds while j is its region pair
+    for t in range(1, regions * R + 1):
+        logits.append(r.step()[2])
+        if t % R == 0 and t >= 2 * R:  # the close after region j + 1 hands on the memory window j + 1 reads
+            memory_at[t // R - 1] = r.context.memory.clone()
+    logits = torch.stack(logits, 1)  # (B, T, A)
+    stream = {f: torch.stack([x[f] for x in tokens], 1) for f in ('obs', 'prev_action', 'prev_reward')}
+    T = regions * R - 1  # the last step's action is the next token's prev_action, which was never made
+    history = {'states': torch.stack([stream['obs'][:, :T] // 9, stream['obs'][:, :T] % 9], -1).numpy(),
+               'actions': stream['prev_action'][:, 1:T + 1].numpy(), 'rewards': stream['prev_reward'][:, 1:T + 1].numpy(),
+               'compress_markers': np.tile(expected_markers(T, R), (2, 1))}
+    sampler = WindowSampler(history, config, torch.device('cpu'))
+    sampler.start_walks(2, torch.Generator().manual_seed(0))
+    sampler.load_walk_state({'seq': torch.arange(2), 'pos': torch.zeros(2, dtype=torch.long)})  # from the start
+    types = compressed_window(R, config['memory_tokens'])[0]
     positions = (types == TRANSITION).nonzero().squeeze(1)
-    torch.testing.assert_close(trained[:, 0, positions], logits[:, :2 * R], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(trained[:, 1, positions[R:]], logits[:, 2 * R:], rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(r.context.memory, model.initial_memory(2))  # by region 3 the memory holds region 1
+    memory, window = None, 0
+    with torch.no_grad():
+        while window + K <= sampler.n_windows:
+            batch = sampler.walk(torch.Generator().manual_seed(window))
+            assert batch['fresh'][:, 0].tolist() == [window == 0] * 2
+            out = model(batch['types'], batch['obs'], batch['prev_action'], batch['prev_reward'], memory=memory,
+                        fresh=batch['fresh'])
+            for k in range(K):  # window j = region pair (j, j + 1): its second region is the rollout's steps
+                j = window + k
+                torch.testing.assert_close(out[0][:, k, positions[R:]], logits[:, (j + 1) * R:(j + 2) * R],
+                                           rtol=1e-4, atol=1e-5)
+            memory, window = out[2], window + K
+            if window >= 8:  # what the row carries into window `window`, after `window` hand-offs
+                torch.testing.assert_close(memory, memory_at[window], rtol=1e-4, atol=1e-5)
+    assert window >= 10 and not torch.allclose(memory, model.initial_memory(2))
 
 
 def test_model_trigger_closes_regions_where_the_head_says():

@@ -152,3 +152,66 @@ def test_memory_sequences_are_consecutive_region_pairs_and_gradients_cross_the_h
     ad_losses(model, batch, 0.1)['loss'].backward()
     assert model.memory_out.weight.grad.abs().sum() > 0 and model.write_emb.grad.abs().sum() > 0
     assert model.memory_init.grad.abs().sum() > 0
+
+
+def test_walking_rows_take_every_window_of_a_stream_in_order_then_a_new_stream_from_its_start():
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=4', 'train_batch_size=8', 'test_batch_size=8')
+    R = config['compress_interval']
+    sampler, streams = sampler_for(config)
+    n = sampler.n_windows  # 48 steps = 6 regions: windows (0, 1) .. (4, 5)
+    assert n == 5
+    gen = torch.Generator().manual_seed(0)
+    sampler.start_walks(64, gen)
+    start_pos = sampler.walk_pos.clone()
+    assert len(set(start_pos.tolist())) == n  # the rows start spread over the windows
+    targets, fresh = [], []
+    for _ in range(6):
+        batch = sampler.walk(gen)
+        targets.append(batch['action'][:, :, batch['types'][0, 0] == TRANSITION])  # (S, K, 2R)
+        fresh.append(batch['fresh'])
+    targets, fresh = torch.cat(targets, 1), torch.cat(fresh, 1)  # (S, 24, 2R), (S, 24): each row's windows in order
+    for row in range(64):
+        # a row's windows advance one region at a time and restart at a fresh first window after the last
+        pos = start_pos[row].item()
+        for k in range(24):
+            assert fresh[row, k].item() == (pos == 0)
+            if k and pos:  # the same stream: this window's first region is the previous window's second
+                assert torch.equal(targets[row, k, :R], targets[row, k - 1, R:])
+            pos = (pos + 1) % n
+    # the targets of a window are those of its stream at its region pair
+    batch = sampler.whole_streams(2, gen)
+    assert batch['types'].shape[:2] == (2, n) and batch['fresh'][:, 0].all() and not batch['fresh'][:, 1:].any()
+    is_tr = batch['types'][0, 0] == TRANSITION
+    targets = batch['action'][:, :, is_tr]  # (2, n, 2R)
+    assert torch.equal(targets[:, 1:, :R], targets[:, :-1, R:])  # window j + 1 starts with window j's second region
+
+
+def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_carry_it_on():
+    from compressed_ad.model.training import TrainingBatches
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
+    sampler, _ = sampler_for(config)
+    torch.manual_seed(0)
+    model = build_model(config).eval()  # tf_dropout=0 in TINY; eval: no dropout draws either way
+    batches = TrainingBatches(sampler, model, config, torch.Generator().manual_seed(3))
+    batches.start()
+    seq, pos = sampler.walk_seq.clone(), sampler.walk_pos.clone()
+    assert len(seq) == 8 and pos.max() > 0
+    with torch.no_grad():  # the chain from each row's stream start, window by window
+        expected = model.initial_memory(8).clone()
+        for j in range(int(pos.max())):
+            w = sampler.windows(seq, torch.full_like(seq, j) * sampler.stride)
+            written = model.window(w['types'], w['obs'], w['prev_action'], w['prev_reward'], expected)[2]
+            expected = torch.where((j < pos)[:, None, None], written, expected)
+    torch.testing.assert_close(batches.memory, expected)
+    batch = batches.next()
+    assert batch['memory'] is batches.memory and batch['types'].shape[:2] == (8, 2)
+    losses = ad_losses(model, batch, 0.1)
+    batches.after_step(losses)
+    assert 'memory' not in losses and not batches.memory.requires_grad
+    # the state round-trips: a copy resumed from it draws the same next batch with the same memory
+    other = TrainingBatches(sampler_for(config)[0], model, config, torch.Generator())
+    other.load_state(batches.state())
+    gen_state = batches.gen.get_state()
+    other.gen.set_state(gen_state)
+    a, b = batches.next(), other.next()
+    assert all(torch.equal(a[k], b[k]) for k in a)

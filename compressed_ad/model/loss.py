@@ -25,9 +25,13 @@ def ad_losses(model, batch: dict[str, torch.Tensor], token_type_weight: float = 
 
     ``loss`` = mean action cross-entropy over every transition position
     (+ ``token_type_weight`` x next-token-type cross-entropy over every position in compressed mode).
-    With ``with_metrics``: ``acc_action`` and balanced ``acc_token_type`` too.
+    With ``with_metrics``: ``acc_action`` and balanced ``acc_token_type`` too. Memory models' sequences (S, K, L)
+    read the batch's ``memory`` (S, m, D; default: the initial memory) and ``fresh`` (S, K) and return the memory
+    their last windows wrote, detached, as ``memory``.
     """
-    action_logits, type_logits = model(batch['types'], batch['obs'], batch['prev_action'], batch['prev_reward'])
+    outputs = model(batch['types'], batch['obs'], batch['prev_action'], batch['prev_reward'],
+                    memory=batch.get('memory'), fresh=batch.get('fresh'))
+    action_logits, type_logits = outputs[:2]
     A = action_logits.shape[-1]
     out = {'loss_action': F.cross_entropy(action_logits.reshape(-1, A).float(), batch['action'].reshape(-1),
                                           ignore_index=IGNORE, label_smoothing=label_smoothing)}
@@ -36,6 +40,8 @@ def ad_losses(model, batch: dict[str, torch.Tensor], token_type_weight: float = 
         out['loss_token_type'] = F.cross_entropy(type_logits.reshape(-1, N_TOKEN_TYPES).float(),
                                                  batch['type_target'].reshape(-1))
         out['loss'] = out['loss'] + token_type_weight * out['loss_token_type']
+    if len(outputs) == 3:
+        out['memory'] = outputs[2].detach()
     if with_metrics:
         with torch.no_grad():
             keep = batch['action'] != IGNORE

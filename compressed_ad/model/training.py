@@ -53,6 +53,74 @@ def train_step(net, model, batch, optimizer, scheduler, config, with_metrics: bo
     return losses
 
 
+class TrainingBatches:
+    """The batches of one training process, and what carries over from one step to the next.
+
+    Random windows from ``sampler`` (``train_batch_size`` of them per step); or, for a mode whose rows walk whole
+    streams (memory mode, ``WindowTemplate.walk``), S = ``train_batch_size`` / K rows that each take the next
+    K windows of their stream at every step, reading the memory their previous step wrote (truncated
+    backpropagation through time: the gradient crosses the K - 1 hand-offs inside a step, the memory carried in is
+    detached), as recurrent-memory transformers are trained on long documents. A row starts from the initial memory
+    only at a stream's first window, as the in-context rollout does. The rows start at random windows of random
+    streams; their memory there is built by running their stream's earlier windows once, without gradients.
+    The walk and the carried memory are part of the training state (``state`` / ``load_state``), for exact resume.
+    """
+
+    def __init__(self, sampler, model, config, generator: torch.Generator):
+        self.sampler, self.model, self.config, self.gen = sampler, model, config, generator
+        self.memory = None  # (S, m, D): what each walking row's last window wrote
+
+    def start(self) -> None:
+        """A new run: place the walking rows and build their memory up to where they start."""
+        if not self.sampler.walks:
+            return
+        S = self.config['train_batch_size'] // self.sampler.unroll
+        self.sampler.start_walks(S, self.gen)
+        self.memory = self.burn_in()
+
+    @torch.no_grad()
+    def burn_in(self) -> torch.Tensor:
+        """The memory every walking row has at its starting window: its stream's earlier windows, in order."""
+        start = self.sampler.walk_pos  # (S,)
+        memory = self.model.initial_memory(len(start)).detach().clone()
+        device = memory.device
+        with autocast(device, self.config['bf16']):
+            for j in range(int(start.max())):
+                window = self.sampler.walk_windows(torch.full_like(start, j))
+                written = self.model.window(window['types'], window['obs'], window['prev_action'],
+                                            window['prev_reward'], memory)[2]
+                memory = torch.where((j < start)[:, None, None], written.float(), memory)
+        return memory
+
+    def next(self) -> dict[str, torch.Tensor]:
+        """The batch of the next optimizer step."""
+        if not self.sampler.walks:
+            return self.sampler.sample(self.config['train_batch_size'], self.gen)
+        return dict(self.sampler.walk(self.gen), memory=self.memory)
+
+    def after_step(self, losses: dict) -> None:
+        """Keep the memory the step wrote (it leaves ``losses``, which then holds only losses and metrics)."""
+        memory = losses.pop('memory', None)
+        if self.sampler.walks:
+            self.memory = memory.float()
+
+    def state(self) -> dict | None:
+        if not self.sampler.walks:
+            return None
+        return {'walk': self.sampler.walk_state(), 'memory': self.memory.cpu()}
+
+    def load_state(self, state: dict | None) -> None:
+        """Resume the walk and the carried memory; a checkpoint without them (written before rows walked) starts
+        new walks."""
+        if not self.sampler.walks:
+            return
+        if not state:
+            self.start()
+            return
+        self.sampler.load_walk_state(state['walk'])
+        self.memory = state['memory'].to(self.sampler.device)
+
+
 @torch.no_grad()
 def evaluate_batches(model, batches: list[dict], config) -> dict[str, float]:
     """Mean losses and metrics of ``model`` over fixed batches (e.g. the held-out goals' windows)."""
@@ -61,6 +129,7 @@ def evaluate_batches(model, batches: list[dict], config) -> dict[str, float]:
     for batch in batches:
         with autocast(batch['obs'].device, config['bf16']):
             out = ad_losses(model, batch, config['token_type_loss_weight'], with_metrics=True)
+        out.pop('memory', None)
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + float(v)
     model.train()

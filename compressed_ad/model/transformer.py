@@ -232,15 +232,25 @@ class ADTransformer(nn.Module):
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         if self.cfg.memory_tokens:
+            # the layout puts the m memory tokens first and the m write tokens in one run (model/layout.py): the
+            # memory and the write queries are added to those m positions of each row, not looked up per token
             m = self.cfg.memory_tokens
-            is_memory, is_write = (types == MEMORY), (types == WRITE)
-            memory_slot = (is_memory.long().cumsum(-1) - 1).clamp(0, m - 1)  # (B, L): which memory vector
-            write_slot = (is_write.long().cumsum(-1) - 1).clamp(0, m - 1)
+            slots = self.write_positions(types)  # (B, m)
+            has_write = (types == WRITE).any(dim=1)[:, None, None]  # (B, 1, 1)
+            queries = torch.where(has_write, self.write_emb.to(x.dtype), 0)  # (B, m, D)
+            x = x.scatter_add(1, slots[..., None].expand(-1, -1, x.shape[-1]), queries)
             if memory is not None:
-                read = memory.gather(1, memory_slot[..., None].expand(*memory_slot.shape, memory.shape[-1]))
-                x = x + torch.where(is_memory[..., None], read.to(x.dtype), 0)
-            x = x + torch.where(is_write[..., None], self.write_emb[write_slot], 0)
+                is_memory = (types[:, :m] == MEMORY)[..., None]  # (B, m, 1)
+                x = torch.cat([x[:, :m] + torch.where(is_memory, memory.to(x.dtype), 0), x[:, m:]], dim=1)
         return x
+
+    def write_positions(self, types: torch.Tensor) -> torch.Tensor:
+        """(B, L) token types -> (B, m): the positions of each row's m write tokens (one consecutive run). Rows
+        without them (a context before its first region closes) get positions that hold no write token; what is
+        read there is never used."""
+        first = (types == WRITE).to(torch.int8).argmax(dim=1)  # 0 where a row has none
+        positions = first[:, None] + torch.arange(self.cfg.memory_tokens, device=types.device)
+        return positions.clamp(max=types.shape[1] - 1)
 
     def rope(self, positions: torch.Tensor, per_row: bool = False):
         """Rotary (cos, sin) broadcastable over (B, L, 2, H, hd / 2), or None with absolute positions.
@@ -283,26 +293,30 @@ class ADTransformer(nn.Module):
         type_logits = self.type_head(h) if self.type_head is not None else None
         written = None
         if self.cfg.memory_tokens:
-            # each row's write tokens, in order (stable sort puts them first)
-            where = torch.argsort((types != WRITE).to(torch.int8), dim=1, stable=True)[:, :self.cfg.memory_tokens]
+            where = self.write_positions(types)
             written = self.memory_out(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])))
         return action_logits, type_logits, written
 
-    def forward(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None):
+    def forward(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None, fresh=None):
         """Tokens (B, L) -> (action_logits (B, L, A), type_logits (B, L, 3) or None).
 
         Memory models also take training sequences (S, K, L) of K consecutive windows and return (S, K, L, ...)
-        logits: the windows run one after the other, each reading the memory the previous one wrote (the first
-        reads ``memory``, by default the initial memory).
+        logits and the memory the last window wrote (S, m, D): the windows run one after the other, each reading the
+        memory the previous one wrote (the first reads ``memory``, by default the initial memory). ``fresh``
+        (S, K) bool marks windows that begin a stream: they read the initial memory instead.
         """
         if types.dim() == 2:
             return self.window(types, obs, prev_action, prev_reward, memory, kv_out)[:2]
+        initial = self.initial_memory(types.shape[0])
+        memory = initial if memory is None else memory
         outputs = []
         for k in range(types.shape[1]):  # a recurrence: window k needs the memory window k - 1 wrote
+            if fresh is not None:
+                memory = torch.where(fresh[:, k, None, None], initial, memory)
             action_logits, type_logits, memory = self.window(types[:, k], obs[:, k], prev_action[:, k],
                                                              prev_reward[:, k], memory)
             outputs.append((action_logits, type_logits))
-        return torch.stack([a for a, _ in outputs], 1), torch.stack([t for _, t in outputs], 1)
+        return torch.stack([a for a, _ in outputs], 1), torch.stack([t for _, t in outputs], 1), memory
 
     @torch.no_grad()
     def decode(self, types, obs, prev_action, prev_reward, cache: KVCache):

@@ -143,7 +143,8 @@ class CompressedMode(ContextMode):
     def window(self, config: dict) -> WindowTemplate:
         region_len = config['compress_interval']
         types, offsets = compressed_window(region_len, config['memory_tokens'])
-        return WindowTemplate(types, offsets, stride=region_len, unroll=self.unroll(config), align=region_len)
+        return WindowTemplate(types, offsets, stride=region_len, unroll=self.unroll(config), align=region_len,
+                              walk=self.with_memory)
 
     def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
         region_len = config['compress_interval']

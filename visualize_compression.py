@@ -78,7 +78,8 @@ def file_n_steps(f, config: dict) -> tuple[int, str]:
 
 
 # ----------------------------------------------------------------------------- plot mode
-def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict, out_dir: Path) -> Path:
+def read_stream(f, path, env_idx: int | None, stream: int, max_steps: int, config: dict) -> dict:
+    """The first ``max_steps`` transitions of one stream, checked: its fields (n,), the env, the task and T."""
     groups = env_groups(f)
     if not groups:
         raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
@@ -98,23 +99,21 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
         raise UserError(f"--max_steps must be at least 1, got {max_steps}.")
     n = min(max_steps, T)
     env = file_env(f, config)
-    grid_size, spec = env['grid_size'], ENVS[env['env']]
-    task = group_task(group, env_idx, env)
-    read = lambda name: group[name][:n, stream]  # noqa: E731
-    rewards, actions, dones, markers, states = (read(k) for k in ('rewards', 'actions', 'dones', 'compress_markers',
-                                                                 'states'))
-    n_steps, _ = file_n_steps(f, config)
-    t = np.arange(n)
-    opens, closes = np.flatnonzero(markers == MARK_OPEN), np.flatnonzero(markers == MARK_CLOSE)
-    # a region runs from its <compress> to the next </compress>, but never past the next <compress> or the window
-    close_after = np.append(closes, n - 1)[np.searchsorted(closes, opens)]
-    region_end = np.minimum(close_after, np.append(opens[1:] - 1, n - 1))
-    bad = marker_problems(markers[None], n_steps)[:, 1:]  # (step, expected, found) inside the window
-    ep_start, ep_end, ep_return = episode_spans(dones, rewards)
+    data = {k: group[k][:n, stream] for k in ('rewards', 'actions', 'dones', 'compress_markers', 'states')}
+    return dict(data, n=n, T=T, env_idx=env_idx, stream=stream, env=env, task=group_task(group, env_idx, env))
 
-    fig, axes = plt.subplots(5, 1, figsize=(14, 10), sharex=True,
-                             gridspec_kw={'height_ratios': [0.7, 1.2, 1.2, 1.2, 1.6]})
-    ax_mark, ax_rew, ax_ret, ax_act, ax_pos = axes
+
+def region_spans(markers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(opens, closes, region_end): marker positions, and where each region ends, from its <compress> to the next
+    </compress>, but never past the next <compress> or the window."""
+    opens, closes = np.flatnonzero(markers == MARK_OPEN), np.flatnonzero(markers == MARK_CLOSE)
+    close_after = np.append(closes, n - 1)[np.searchsorted(closes, opens)]
+    return opens, closes, np.minimum(close_after, np.append(opens[1:] - 1, n - 1))
+
+
+def shade_regions(axes, opens, closes, region_end, dones) -> None:
+    """Every panel: the regions shaded, the episode ends, and (below the marker panel) the markers as lines."""
+    ax_mark = axes[0]
     for ax in axes:
         for k, (a, b) in enumerate(zip(opens, region_end)):
             ax.axvspan(a - 0.5, b + 0.5, color=REGION_SHADES[k % 2], alpha=0.55, lw=0, zorder=0)
@@ -125,26 +124,34 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
             ax.vlines(closes, 0, 1, transform=ax.get_xaxis_transform(), color=CLOSE_COLOR, lw=1.6, zorder=2)
         ax.grid(axis='y', alpha=0.3)
 
-    # the markers alone: <compress> up, </compress> down, region number and length above each region
-    ax_mark.axhline(0, color='k', lw=0.5)
-    ax_mark.vlines(opens, 0, 1, color=OPEN_COLOR, lw=2.2, zorder=3)
-    ax_mark.vlines(closes, -1, 0, color=CLOSE_COLOR, lw=2.2, zorder=3)
-    ax_mark.plot(opens, np.ones(len(opens)), '^', color=OPEN_COLOR, ms=6, zorder=4)
-    ax_mark.plot(closes, -np.ones(len(closes)), 'v', color=CLOSE_COLOR, ms=6, zorder=4)
-    ax_mark.plot(bad[:, 0], np.zeros(len(bad)), 'X', color='k', ms=9, zorder=5)
-    ax_mark.set_ylim(-1.3, 1.9)
-    ax_mark.set_yticks([-1, 1], ['</compress>', '<compress>'])
+
+def draw_markers(ax, s: dict, opens, closes, region_end, bad, n_steps: int) -> None:
+    """The markers alone: <compress> up, </compress> down, region number and length above each region."""
+    n, markers = s['n'], s['compress_markers']
+    ax.axhline(0, color='k', lw=0.5)
+    ax.vlines(opens, 0, 1, color=OPEN_COLOR, lw=2.2, zorder=3)
+    ax.vlines(closes, -1, 0, color=CLOSE_COLOR, lw=2.2, zorder=3)
+    ax.plot(opens, np.ones(len(opens)), '^', color=OPEN_COLOR, ms=6, zorder=4)
+    ax.plot(closes, -np.ones(len(closes)), 'v', color=CLOSE_COLOR, ms=6, zorder=4)
+    ax.plot(bad[:, 0], np.zeros(len(bad)), 'X', color='k', ms=9, zorder=5)
+    ax.set_ylim(-1.3, 1.9)
+    ax.set_yticks([-1, 1], ['</compress>', '<compress>'])
     for k, (a, b) in enumerate(zip(opens, region_end)):
         closed = markers[b] == MARK_CLOSE
         note = '' if closed else ' (cut)' if b == n - 1 else ' (no </compress>)'
         narrow = (b - a + 1) < 0.1 * n  # too narrow for the long label
         label = f'{b - a + 1}{note}' if narrow else f'region {k}: {b - a + 1}{note}'
-        ax_mark.text((a + b) / 2, 1.45, label, ha='center', va='center', fontsize=8, clip_on=True)
-    ax_mark.set_title(f'{spec.name} env {env_idx}, {spec.describe(task)}: stream {stream}, transitions 0..{n - 1} '
-                      f'of {T}'
-                      + f'  |  PPO rollouts of n_steps = {n_steps} transitions')
+        ax.text((a + b) / 2, 1.45, label, ha='center', va='center', fontsize=8, clip_on=True)
+    spec = ENVS[s['env']['env']]
+    ax.set_title(f"{spec.name} env {s['env_idx']}, {spec.describe(s['task'])}: stream {s['stream']}, transitions "
+                 f"0..{n - 1} of {s['T']}  |  PPO rollouts of n_steps = {n_steps} transitions")
 
-    ax_rew.fill_between(t, rewards, step='mid', color='tab:orange', alpha=0.8, zorder=3)
+
+def draw_behaviour(ax_rew, ax_ret, ax_act, ax_pos, s: dict) -> None:
+    """Reward per step, episode returns, actions and the position against the task's cells."""
+    t, n, grid_size = np.arange(s['n']), s['n'], s['env']['grid_size']
+    ep_start, ep_end, ep_return = episode_spans(s['dones'], s['rewards'])
+    ax_rew.fill_between(t, s['rewards'], step='mid', color='tab:orange', alpha=0.8, zorder=3)
     ax_rew.set_ylabel('reward\nper step')
     ax_rew.set_ylim(-0.1, 1.2)
 
@@ -152,13 +159,14 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     ax_ret.set_ylabel('episode\nreturn')
     ax_ret.set_ylim(-0.5, max(1.0, float(ep_return.max()) * 1.15) if len(ep_return) else 1.0)
 
-    ax_act.scatter(t, actions, s=6, color='tab:blue', zorder=3)
+    ax_act.scatter(t, s['actions'], s=6, color='tab:blue', zorder=3)
     ax_act.set_yticks(range(len(ACTION_NAMES)), ACTION_NAMES)
     ax_act.set_ylabel('action')
 
+    states = s['states']
     ax_pos.step(t, states[:, 0], where='mid', color='tab:brown', lw=1.1, label='row', zorder=3)
     ax_pos.step(t, states[:, 1], where='mid', color='tab:cyan', lw=1.1, label='col', zorder=3)
-    for (row, col), style in zip(np.reshape(task, (-1, 2)), ('--', ':')):  # the goal; or the key, then the door
+    for (row, col), style in zip(np.reshape(s['task'], (-1, 2)), ('--', ':')):  # the goal; or the key, then the door
         ax_pos.axhline(row, color='tab:brown', ls=style, lw=1, zorder=3)
         ax_pos.axhline(col, color='tab:cyan', ls=style, lw=1, zorder=3)
     ax_pos.set_ylim(-0.5, grid_size - 0.5)
@@ -166,6 +174,8 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     ax_pos.set_xlabel('transition t of the stream')
     ax_pos.set_xlim(-0.5, n - 0.5)
 
+
+def legend_handles(bad, n_steps: int) -> list:
     handles = [Patch(color=REGION_SHADES[0], label='compression region (one PPO rollout)'),
                Line2D([], [], color=OPEN_COLOR, lw=2, label=f'<compress> (marker {MARK_OPEN})'),
                Line2D([], [], color=CLOSE_COLOR, lw=2, label=f'</compress> (marker {MARK_CLOSE})'),
@@ -178,16 +188,31 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     if len(bad):
         handles.append(Line2D([], [], color='k', marker='X', ls='', ms=8,
                               label=f'misplaced/missing marker (not on {n_steps}-step boundary)'))
-    fig.legend(handles=handles, loc='lower center', ncol=5, fontsize=9, frameon=False)
+    return handles
+
+
+def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict, out_dir: Path) -> Path:
+    """One stream's first ``max_steps`` transitions: its regions, markers and behaviour, in one figure."""
+    s = read_stream(f, path, env_idx, stream, max_steps, config)
+    n, markers, env_idx = s['n'], s['compress_markers'], s['env_idx']
+    n_steps, _ = file_n_steps(f, config)
+    opens, closes, region_end = region_spans(markers, n)
+    bad = marker_problems(markers[None], n_steps)[:, 1:]  # (step, expected, found) inside the window
+
+    fig, axes = plt.subplots(5, 1, figsize=(14, 10), sharex=True,
+                             gridspec_kw={'height_ratios': [0.7, 1.2, 1.2, 1.2, 1.6]})
+    shade_regions(axes, opens, closes, region_end, s['dones'])
+    draw_markers(axes[0], s, opens, closes, region_end, bad, n_steps)
+    draw_behaviour(*axes[1:], s)
+    fig.legend(handles=legend_handles(bad, n_steps), loc='lower center', ncol=5, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     file = out_dir / f'compression_env{env_idx}_stream{stream}.png'
     save_figure(fig, file)
 
     lengths = region_end - opens + 1
-    print(f"env {env_idx} {spec.describe(task)} stream {stream}: {len(opens)} <compress> and {len(closes)} "
-          f"</compress> in "
-          f"transitions 0..{n - 1}; region lengths {', '.join(map(str, lengths[:12]))}"
-          f"{' ...' if len(lengths) > 12 else ''}; {int(dones.sum())} episode ends.")
+    print(f"env {env_idx} {ENVS[s['env']['env']].describe(s['task'])} stream {stream}: {len(opens)} <compress> and "
+          f"{len(closes)} </compress> in transitions 0..{n - 1}; region lengths {', '.join(map(str, lengths[:12]))}"
+          f"{' ...' if len(lengths) > 12 else ''}; {int(s['dones'].sum())} episode ends.")
     for step, exp, found in bad[:MAX_PROBLEMS_SHOWN]:
         print(f"MISPLACED MARKERS: env {env_idx} stream {stream} step {step} (expected {exp}, found {found})")
     if len(bad):

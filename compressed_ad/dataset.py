@@ -107,10 +107,15 @@ class WindowSampler:
         moved = window >= self.n_windows
         seq = torch.where(moved, new_seq[:, None], self.walk_seq[:, None])
         window = torch.where(moved, window - self.n_windows, window)
-        flat = self.windows(seq.reshape(-1), (window * self.stride).reshape(-1))
-        batch = {k: v.reshape(S, K, *v.shape[1:]) for k, v in flat.items()}
-        batch['fresh'] = window == 0
         self.walk_seq, self.walk_pos = seq[:, -1], window[:, -1] + 1
+        return self.window_grid(seq, window)
+
+    def window_grid(self, seq: torch.Tensor, window: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Window ``window`` (S, K) of streams ``seq`` (S, K): (S, K, L) fields and ``fresh`` (S, K), true at a
+        stream's first window."""
+        flat = self.windows(seq.reshape(-1), (window * self.stride).reshape(-1))
+        batch = {k: v.reshape(*seq.shape, *v.shape[1:]) for k, v in flat.items()}
+        batch['fresh'] = window == 0
         return batch
 
     def walk_windows(self, j: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,10 +132,7 @@ class WindowSampler:
         """Every window of ``n_streams`` random streams, in order: (n, n_windows, L) fields and ``fresh``."""
         seq = torch.randint(self.n_seq, (n_streams,), device=self.device, generator=generator)
         window = torch.arange(self.n_windows, device=self.device).expand(n_streams, -1)
-        flat = self.windows(seq.repeat_interleave(self.n_windows), (window * self.stride).reshape(-1))
-        batch = {k: v.reshape(n_streams, self.n_windows, *v.shape[1:]) for k, v in flat.items()}
-        batch['fresh'] = window == 0
-        return batch
+        return self.window_grid(seq[:, None].expand(-1, self.n_windows), window)
 
     def held_out_batches(self, batch_size: int, n_batches: int, generator: torch.Generator) -> list[dict]:
         """The fixed batches of the held-out loss: random windows, or whole streams when rows walk (as many

@@ -223,9 +223,11 @@ class ADTransformer(nn.Module):
             obs = obs // size
         return out
 
-    def embed(self, types, obs, prev_action, prev_reward, positions, memory=None):
-        """(B, L) fields -> (B, L, D). ``memory`` (B, m, D) fills the memory tokens, in order. ``positions`` (L,) or
-        (B, L) enter here only when they are absolute (rotary positions act inside attention)."""
+    def embed(self, types, obs, prev_action, prev_reward, positions, memory=None, write_slots=None):
+        """(B, L) fields -> (B, L, D). ``memory`` (B, m, D) fills the memory tokens, in order; ``write_slots`` (B, m),
+        the write tokens' positions (``write_positions``), gives them their queries (None: the tokens hold no write
+        token, as in one decoded token). ``positions`` (L,) or (B, L) enter here only when they are absolute
+        (rotary positions act inside attention)."""
         is_transition = (types == TRANSITION).unsqueeze(-1)
         content = self.embed_obs(obs) + self.action_emb(prev_action) + self.reward_emb(prev_reward.unsqueeze(-1))
         x = self.type_emb(types) + torch.where(is_transition, content, 0)
@@ -235,10 +237,10 @@ class ADTransformer(nn.Module):
             # the layout puts the m memory tokens first and the m write tokens in one run (model/layout.py): the
             # memory and the write queries are added to those m positions of each row, not looked up per token
             m = self.cfg.memory_tokens
-            slots = self.write_positions(types)  # (B, m)
-            has_write = (types == WRITE).any(dim=1)[:, None, None]  # (B, 1, 1)
-            queries = torch.where(has_write, self.write_emb.to(x.dtype), 0)  # (B, m, D)
-            x = x.scatter_add(1, slots[..., None].expand(-1, -1, x.shape[-1]), queries)
+            if write_slots is not None:
+                has_write = (types == WRITE).any(dim=1)[:, None, None]  # (B, 1, 1)
+                queries = torch.where(has_write, self.write_emb.to(x.dtype), 0)  # (B, m, D)
+                x = x.scatter_add(1, write_slots[..., None].expand(-1, -1, x.shape[-1]), queries)
             if memory is not None:
                 is_memory = (types[:, :m] == MEMORY)[..., None]  # (B, m, 1)
                 x = torch.cat([x[:, :m] + torch.where(is_memory, memory.to(x.dtype), 0), x[:, m:]], dim=1)
@@ -284,7 +286,8 @@ class ADTransformer(nn.Module):
         if self.cfg.memory_tokens and memory is None:
             memory = self.initial_memory(types.shape[0])
         positions = torch.arange(types.shape[1], device=types.device)
-        x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions, memory))
+        write_slots = self.write_positions(types) if self.cfg.memory_tokens else None
+        x = self.drop(self.embed(types, obs, prev_action, prev_reward, positions, memory, write_slots))
         rope = self.rope(positions)
         for block in self.blocks:
             x = block(x, kv_out, rope)
@@ -293,8 +296,7 @@ class ADTransformer(nn.Module):
         type_logits = self.type_head(h) if self.type_head is not None else None
         written = None
         if self.cfg.memory_tokens:
-            where = self.write_positions(types)
-            written = self.memory_out(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])))
+            written = self.memory_out(h.gather(1, write_slots[..., None].expand(-1, -1, h.shape[-1])))
         return action_logits, type_logits, written
 
     def forward(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None, fresh=None):

@@ -26,7 +26,8 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, format_config,
+from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, apply_env_overlays,
+                                         format_config,
                                          get_config, load_config, parse_overrides, presets_of)
 from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec, oracle_returns, task_split, tasks_of
@@ -55,6 +56,7 @@ def eval_config(run: Path, presets: list[str], overrides: list[str]) -> Config:
     config.set('device', 'auto', AUTO_DEVICE_SOURCE)  # where the run was trained says nothing about this machine
     for name in presets:
         preset = get_config(PRESETS[name])
+        apply_env_overlays(preset, config['env'])
         for key in EVAL_KEYS & set(preset):
             config.set(key, preset[key], PRESETS[name])
     probe = Config()

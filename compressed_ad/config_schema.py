@@ -2,7 +2,9 @@
 
 A config is a flat ``dict`` of YAML values. Files are merged in the order env -> algorithm -> model (later
 files win); a file may ``include:`` another file (path relative to the project root), whose keys it then
-overrides. ``--quick`` applies ``config/quick.yaml`` on top, then trailing ``KEY=VALUE`` overrides (parsed
+overrides. An environment may give shared files values of its own: ``config/env/NAME/FILE.yaml`` replaces, under
+``--env NAME``, the keys that ``FILE.yaml`` (a model config, a preset, or a file they include) sets, unless a later
+file or an override set them again (``apply_env_overlays``). ``--quick`` applies ``config/quick.yaml`` on top, then trailing ``KEY=VALUE`` overrides (parsed
 with YAML typing) win over everything. Every key is checked against ``SCHEMA``: an unknown key, a wrong type
 or an impossible value is a ``ConfigError`` naming the key and where it came from. ``--cpu`` applies
 ``config/cpu.yaml`` the way ``--quick`` applies its file; ``--print-config`` shows the merged result with the file
@@ -30,6 +32,7 @@ MEMORY_MODEL_CONFIG = 'config/model/ad_dr_compressed_memory.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
 CPU_CONFIG = 'config/cpu.yaml'
 PRESETS = {'quick': QUICK_CONFIG, 'cpu': CPU_CONFIG}  # command-line switch -> file applied after the model config
+ENV_OVERLAY = 'config/env/{env}/{name}'  # an environment's own values for the keys of the shared file `name`
 CONFIG_FILE_DEFAULTS = 'the defaults (a key the config file lacks)'
 
 
@@ -202,21 +205,25 @@ def check_key(key: str, value: Any, source: str) -> Any:
 
 
 class Config(dict):
-    """A flat config dict that remembers which file or override set each key."""
+    """A flat config dict that remembers which file or override set each key, and through which files a key's
+    value came (``files``: the file that set it, then each file that included that one; empty for overrides)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sources: dict[str, str] = {k: '<code>' for k in self}
+        self.files: dict[str, tuple[Path, ...]] = {}
 
     def update(self, other=(), **kwargs):  # keeps the quick-start's `config.update(get_config(...))` idiom
         items = dict(other, **kwargs)
         for key, value in items.items():
             self[key] = value
             self.sources[key] = other.sources.get(key, '<code>') if isinstance(other, Config) else '<code>'
+            self.files[key] = other.files.get(key, ()) if isinstance(other, Config) else ()
 
-    def set(self, key: str, value: Any, source: str) -> None:
+    def set(self, key: str, value: Any, source: str, files: tuple[Path, ...] = ()) -> None:
         self[key] = check_key(key, value, source)
         self.sources[key] = source
+        self.files[key] = files
 
     def source(self, key: str) -> str:
         return self.sources.get(key, 'the config')
@@ -253,9 +260,35 @@ def get_config(path: str | os.PathLike, _seen: tuple = ()) -> Config:
         for inc in includes:
             config.update(get_config(PROJECT_ROOT / inc if not Path(inc).is_absolute() else inc,
                                      _seen + (file.resolve(),)))
+        config.files = {key: (*files, file.resolve()) for key, files in config.files.items()}
     for key, value in raw.items():
-        config.set(str(key), value, shown)
+        config.set(str(key), value, shown, (file.resolve(),))
     return config
+
+
+def apply_env_overlays(config: Config, env: str) -> None:
+    """Give the keys that shared files set the values the environment has for them, in place.
+
+    For every file a key's value came through (innermost first), ``config/env/{env}/{that file's name}``, where it
+    exists, replaces the value; so ``config/env/darkkeytodoor/ad_dr.yaml`` gives Dark Key-to-Door its own context
+    length and model wherever ``ad_dr.yaml``'s values are in force, and a later file or an override still wins.
+    """
+    overlays: dict[Path, Config] = {}
+    for key in list(config):
+        for file in config.files.get(key, ()):
+            if file not in overlays:
+                name = ENV_OVERLAY.format(env=env, name=file.name)
+                path = PROJECT_ROOT / name
+                overlays[file] = get_config(name) if path.is_file() and path.resolve() != file else Config()
+            if key in overlays[file]:
+                overlay = overlays[file]
+                config.set(key, overlay[key], overlay.sources[key], config.files[key])
+    for file, overlay in overlays.items():
+        stray = sorted(set(overlay) - set(get_config(file))) if overlay else []
+        if stray:
+            raise ConfigError(f"{ENV_OVERLAY.format(env=env, name=file.name)} sets {', '.join(stray)}, which "
+                              f"{file.name} does not set: an environment's file may only give its own values to "
+                              f"the keys of the file it is named after.")
 
 
 def parse_overrides(config: Config, overrides: Iterable[str]) -> None:
@@ -323,6 +356,7 @@ def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iter
     """Apply presets and overrides, then check that all keys are present and consistent."""
     for name in presets:
         config.update(get_config(PRESETS[name]))
+    apply_env_overlays(config, config.get('env', DEFAULT_ENV))
     parse_overrides(config, overrides)
     missing = sorted(set(SCHEMA) - set(config))
     if missing:

@@ -2,8 +2,10 @@ import re
 
 import pytest
 
+from compressed_ad import config_schema
 from compressed_ad.config_schema import (EVAL, EVAL_KEYS, IO, IO_KEYS, RUN, RUN_KEYS, SCHEMA, SCOPES, ConfigError,
-                                         get_config, keys_of_scope, load_config)
+                                         apply_env_overlays, get_config, keys_of_scope, load_config)
+from compressed_ad.context_modes import model_configs
 from tests.helpers import ROOT, assert_user_error, run_script
 
 
@@ -18,6 +20,43 @@ def test_merge_order_include_quick_and_overrides():
     assert quick['train_timesteps'] == 7 and quick['lr'] == 1e-3 and quick['compile'] is True
     assert quick['n_stream'] == get_config('config/quick.yaml')['n_stream']
     assert isinstance(load_config(overrides=['lr=1'])['lr'], float)  # YAML int widened for a float key
+
+
+def test_key_to_door_gives_every_mode_regions_of_its_own_rollouts_and_dark_room_keeps_its_values():
+    """Key-to-Door's rollouts are 100 steps (two whole episodes): every mode's context follows them, while Dark
+    Room's files keep the values the quick-start documents."""
+    kd = {mode: load_config(file, env='darkkeytodoor') for mode, file in model_configs().items()}
+    dr = {mode: load_config(file) for mode, file in model_configs().items()}
+    assert {mode: c['n_steps'] for mode, c in kd.items()} == dict.fromkeys(kd, 100)
+    assert kd['compressed']['compress_interval'] == kd['memory']['compress_interval'] == 100
+    assert kd['compressed']['n_transit'] == kd['memory']['n_transit'] == 200  # previous + current region
+    assert kd['standard']['n_transit'] == kd['sliding']['n_transit'] == 300   # three rollouts
+    assert kd['memory']['memory_tokens'] == dr['memory']['memory_tokens'] > 0  # the mode's own key still applies
+    assert (dr['compressed']['n_transit'], dr['compressed']['compress_interval'], dr['standard']['n_transit'],
+            dr['sliding']['n_transit'], dr['standard']['n_steps']) == (160, 80, 240, 240, 80)
+
+
+def test_an_environment_s_values_yield_to_a_later_file_and_to_overrides(tmp_path):
+    own = tmp_path / 'own.yaml'  # a user's model config over ad_dr.yaml: its keys win over the env's ad_dr values
+    own.write_text('include: config/model/ad_dr.yaml\nn_transit: 120\n')
+    config = load_config(str(own), env='darkkeytodoor', overrides=['compress_interval=50'])
+    assert config['n_transit'] == 120 and config['compress_interval'] == 50
+    assert load_config(str(own), env='darkkeytodoor')['compress_interval'] == 100  # not set again: the env's value
+
+
+def test_an_environment_file_may_only_set_the_keys_of_the_file_it_is_named_after(tmp_path, monkeypatch):
+    (tmp_path / 'config' / 'env' / 'darkroom').mkdir(parents=True)
+    (tmp_path / 'config' / 'cpu.yaml').write_text('lr: 0.001\n')
+    (tmp_path / 'config' / 'env' / 'darkroom' / 'cpu.yaml').write_text('lr: 0.002\ntrain_timesteps: 9\n')
+    monkeypatch.setattr(config_schema, 'PROJECT_ROOT', tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = get_config('config/cpu.yaml')
+    with pytest.raises(ConfigError, match=r'config/env/darkroom/cpu.yaml sets train_timesteps, which cpu.yaml does '
+                                          r'not set'):
+        apply_env_overlays(config, 'darkroom')
+    (tmp_path / 'config' / 'env' / 'darkroom' / 'cpu.yaml').write_text('lr: 0.002\n')
+    apply_env_overlays(config, 'darkroom')
+    assert config['lr'] == 0.002 and config.source('lr') == 'config/env/darkroom/cpu.yaml'
 
 
 def test_unknown_key_suggests_the_near_miss_and_names_the_source():

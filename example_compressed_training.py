@@ -41,15 +41,16 @@ from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, pars
 
 MODES = model_configs()  # {mode name: model config file}
 # Variants compared as modes of their own, each trained from a mode's config into a runs_dir sub-folder of its name
-# (so its runs never collide with the mode's): what compression costs beyond a shorter context, and compressed AD
-# at the same training wall time as standard AD.
-EQUAL_CONTEXT, COMPUTE_MATCHED = 'standard-160', 'compressed-matched'
-VARIANTS = {EQUAL_CONTEXT: 'standard', COMPUTE_MATCHED: 'compressed'}
+# (so its runs never collide with the mode's): what compression costs beyond a shorter context, compressed AD
+# at the same training wall time as standard AD, and memory trained with rows that start at random windows.
+EQUAL_CONTEXT, COMPUTE_MATCHED, MEMORY_RANDOM_START = 'standard-160', 'compressed-matched', 'memory-random-start'
+VARIANTS = {EQUAL_CONTEXT: 'standard', COMPUTE_MATCHED: 'compressed', MEMORY_RANDOM_START: 'memory'}
 DEFAULT_MODES = ('standard', 'compressed')
 # the paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline
 PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'), (EQUAL_CONTEXT, 'standard'),
          ('compressed', EQUAL_CONTEXT), (COMPUTE_MATCHED, 'standard'), (COMPUTE_MATCHED, 'compressed'),
-         ('sliding', 'standard'), ('compressed', 'sliding'))
+         ('sliding', 'standard'), ('compressed', 'sliding'), (MEMORY_RANDOM_START, 'memory'),
+         (MEMORY_RANDOM_START, 'compressed'), (MEMORY_RANDOM_START, 'standard'))
 EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
@@ -156,6 +157,8 @@ class Plan:
             variant.append(f"n_transit={compressed['n_transit']}")
         if mode == COMPUTE_MATCHED:
             variant.append(f'train_timesteps={self.matched_steps()}')
+        if mode == MEMORY_RANDOM_START:
+            variant.append('memory_walk_start=random')
         return overrides + variant
 
     def matched_steps(self) -> int:

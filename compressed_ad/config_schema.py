@@ -118,6 +118,7 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0', RUN),
     'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)', RUN),
     'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
+    'memory_walk_start': (_STR, _one_of('stream', 'random'), "'stream' or 'random'", RUN),
     'train_timesteps': (_INT, _positive, 'a positive integer', RUN),
     # fixed like the rest, but train.py RESUMABLE_KEYS lets a resume lower it
     'train_batch_size': (_INT, _positive, 'a positive integer', RUN),

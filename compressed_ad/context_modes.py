@@ -33,7 +33,9 @@ class WindowTemplate:
     windows one window of this template counts for, so that a mode with longer windows trains on as many action
     targets per step as the others (sliding: a window of 2 x ``n_transit`` counts for 2). ``walk``: training rows
     walk whole streams, ``unroll`` windows per optimizer step from each stream's first window, and the model's
-    memory is carried from one step to the next (memory mode; ``dataset.WindowSampler.walk``).
+    memory is carried from one step to the next (memory mode; ``dataset.WindowSampler.walk``). ``walk_start``:
+    where a walking row starts from the initial memory, 'stream' (its stream's first window) or 'random' (a random
+    window of its stream).
     """
     types: torch.Tensor
     offsets: torch.Tensor
@@ -42,6 +44,7 @@ class WindowTemplate:
     align: int = 1
     batch_share: int = 1
     walk: bool = False
+    walk_start: str = 'stream'
 
     @property
     def span(self) -> int:

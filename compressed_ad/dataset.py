@@ -42,10 +42,11 @@ class WindowSampler:
         self.type_targets = next_type_targets(self.types) if mode.type_head else None
         self.stride, self.unroll, self.span = template.stride, template.unroll, template.span
         self.batch_share = template.batch_share
-        self.walks = template.walk
+        self.walks, self.walk_random = template.walk, template.walk_start == 'random'
         # walking rows (memory mode): every window of a stream in turn, ``n_windows`` of them
         self.n_windows = (T - (int(template.offsets.max()) + 1)) // self.stride + 1
-        self.walk_seq = self.walk_pos = None  # (S,) each walking row's stream and next window, once started
+        # (S,) each walking row's stream, next window, and the window where its memory started, once started
+        self.walk_seq = self.walk_pos = self.walk_from = None
         self.n_starts = (T - self.span) // self.stride + 1  # the K windows from every start fit in the stream
         tensors = {k: torch.as_tensor(v[:, :T]) for k, v in streams.items() if k != 'compress_markers'}
         tokens = stream_tokens(tensors['states'], tensors['actions'], tensors['rewards'],
@@ -93,29 +94,37 @@ class WindowSampler:
     # ------------------------------------------------------------------ rows that walk whole streams (memory mode)
     def start_walks(self, n_rows: int, generator: torch.Generator) -> None:
         """Put ``n_rows`` walking rows on random streams at random windows, so that the rows' positions in their
-        streams are spread out (their memory at those windows is the training loop's to build: ``model.training``)."""
+        streams are spread out (their memory at those windows is the training loop's to build: ``model.training``;
+        with random starts, a row's memory starts there)."""
         self.walk_seq = torch.randint(self.n_seq, (n_rows,), device=self.device, generator=generator)
         self.walk_pos = torch.randint(self.n_windows, (n_rows,), device=self.device, generator=generator)
+        self.walk_from = self.walk_pos.clone() if self.walk_random else torch.zeros_like(self.walk_pos)
 
     def walk(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The next K = ``unroll`` windows of every walking row: (S, K, L) fields and ``fresh`` (S, K), true at a
         stream's first window (where the memory restarts from the initial one). A row that reaches the end of its
-        stream moves on to the first window of a new random stream, within the same K windows if need be."""
+        stream moves on to the first window of a new random stream, within the same K windows if need be; with
+        random starts (``walk_start: random``) it starts at a random window of the new stream instead, with the
+        initial memory there (``fresh``), early enough for its K windows to fit."""
         K, S = self.unroll, len(self.walk_seq)
         new_seq = torch.randint(self.n_seq, (S,), device=self.device, generator=generator)
+        new_from = (torch.randint(max(1, self.n_windows - K + 1), (S,), device=self.device, generator=generator)
+                    if self.walk_random else torch.zeros_like(new_seq))
         window = self.walk_pos[:, None] + torch.arange(K, device=self.device)  # (S, K)
         moved = window >= self.n_windows
         seq = torch.where(moved, new_seq[:, None], self.walk_seq[:, None])
-        window = torch.where(moved, window - self.n_windows, window)
-        self.walk_seq, self.walk_pos = seq[:, -1], window[:, -1] + 1
-        return self.window_grid(seq, window)
+        origin = torch.where(moved, new_from[:, None], self.walk_from[:, None])
+        window = torch.where(moved, window - self.n_windows + new_from[:, None], window)
+        self.walk_seq, self.walk_pos, self.walk_from = seq[:, -1], window[:, -1] + 1, origin[:, -1]
+        return self.window_grid(seq, window, origin)
 
-    def window_grid(self, seq: torch.Tensor, window: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Window ``window`` (S, K) of streams ``seq`` (S, K): (S, K, L) fields and ``fresh`` (S, K), true at a
-        stream's first window."""
+    def window_grid(self, seq: torch.Tensor, window: torch.Tensor, origin: torch.Tensor | int = 0
+                    ) -> dict[str, torch.Tensor]:
+        """Window ``window`` (S, K) of streams ``seq`` (S, K): (S, K, L) fields and ``fresh`` (S, K), true where
+        the memory starts from the initial one: at window ``origin`` (S, K), a stream's first window by default."""
         flat = self.windows(seq.reshape(-1), (window * self.stride).reshape(-1))
         batch = {k: v.reshape(*seq.shape, *v.shape[1:]) for k, v in flat.items()}
-        batch['fresh'] = window == 0
+        batch['fresh'] = window == origin
         return batch
 
     def walk_windows(self, j: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,10 +132,11 @@ class WindowSampler:
         return self.windows(self.walk_seq, j * self.stride)
 
     def walk_state(self) -> dict[str, torch.Tensor]:
-        return {'seq': self.walk_seq.cpu(), 'pos': self.walk_pos.cpu()}
+        return {'seq': self.walk_seq.cpu(), 'pos': self.walk_pos.cpu(), 'from': self.walk_from.cpu()}
 
     def load_walk_state(self, state: dict[str, torch.Tensor]) -> None:
         self.walk_seq, self.walk_pos = state['seq'].to(self.device), state['pos'].to(self.device)
+        self.walk_from = state['from'].to(self.device) if 'from' in state else torch.zeros_like(self.walk_pos)
 
     def whole_streams(self, n_streams: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Every window of ``n_streams`` random streams, in order: (n, n_windows, L) fields and ``fresh``."""

@@ -52,20 +52,22 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
     assert json.loads((runs / 'comparison.json').read_text())['runs']['standard'][0]['eval_seconds'] > 0
 
 
-def test_the_equal_context_and_compute_matched_rows(tmp_path, workdir):
+def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path, workdir):
     overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=20', 'eval_interval=10',
-                 'ckpt_interval=10', 'eval_episodes=2', 'eval_streams_per_goal=1', 'test_n_batches=1']
+                 'ckpt_interval=10', 'eval_episodes=2', 'eval_streams_per_goal=1', 'test_n_batches=1',
+                 'memory_unroll=2']
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes',
-                      'standard,compressed,standard-160', '--compute-matched', '--jobs', '2', *overrides)
+                      'standard,compressed,standard-160,memory,memory-random-start', '--compute-matched', '--jobs',
+                      '2', *overrides)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = tmp_path / 'runs'
     # two at a time: each script's output in its own log, the terminal keeps one line per start and end
     logs = sorted(p.name for p in (runs / 'logs').iterdir())
-    assert len(logs) == 8 and 'train_compressed-matched_AD.log' in logs, logs  # 4 modes, trained and evaluated
+    assert len(logs) == 12 and 'train_compressed-matched_AD.log' in logs, logs  # 6 modes, trained and evaluated
     assert 'Finished 20 steps' in (runs / 'logs' / 'train_standard_AD.log').read_text()
-    assert proc.stdout.count(': done in ') == 8
+    assert proc.stdout.count(': done in ') == 12
 
     def saved(sub):
         return yaml.safe_load((runs / sub / 'config.yaml').read_text())
@@ -79,9 +81,13 @@ def test_the_equal_context_and_compute_matched_rows(tmp_path, workdir):
     matched = saved('compressed-matched/AD-darkroom-compressed-seed0')
     assert matched['use_compressed_context']
     assert matched['train_timesteps'] == round(20 * speed('AD-darkroom-compressed-seed0') / speed('AD-darkroom-seed0'))
+    # memory AD whose rows start their memory at random windows, beside memory AD as the rollout starts it
+    assert saved('memory-random-start/AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'random'
+    assert saved('AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'stream'
     table = (runs / 'comparison.md').read_text()
     for pair in ('standard-160 against standard', 'compressed against standard-160',
-                 'compressed-matched against standard', 'compressed-matched against compressed'):
+                 'compressed-matched against standard', 'compressed-matched against compressed',
+                 'memory-random-start against memory'):
         assert f'| {pair} (paired by seed and split) |' in table, pair
 
 

@@ -186,6 +186,38 @@ def test_walking_rows_take_every_window_of_a_stream_in_order_then_a_new_stream_f
     assert torch.equal(targets[:, 1:, :R], targets[:, :-1, R:])  # window j + 1 starts with window j's second region
 
 
+def test_with_random_walk_starts_a_row_starts_its_memory_at_a_random_window_of_each_new_stream():
+    """memory_walk_start: random. A row's memory restarts (fresh) exactly where it joins a stream, at windows spread
+    over the stream, and its windows then advance one region at a time to the stream's end."""
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8',
+                         'memory_walk_start=random')
+    R = config['compress_interval']
+    sampler, _ = sampler_for(config)
+    n, gen = sampler.n_windows, torch.Generator().manual_seed(0)
+    sampler.start_walks(64, gen)
+    assert torch.equal(sampler.walk_from, sampler.walk_pos)  # the first memory starts where the row starts
+    targets, fresh, joined = [], [], []
+    for _ in range(12):
+        before = sampler.walk_seq.clone()
+        batch = sampler.walk(gen)
+        targets.append(batch['action'][:, :, batch['types'][0, 0] == TRANSITION])
+        fresh.append(batch['fresh'])
+        joined += sampler.walk_from[sampler.walk_seq != before].tolist()  # where rows joined new streams
+    targets, fresh = torch.cat(targets, 1), torch.cat(fresh, 1)  # (S, 24, 2R), (S, 24)
+    assert fresh[:, 0].all()
+    for row in range(64):
+        for k in range(1, 24):
+            if not fresh[row, k]:  # the same stream, one region on
+                assert torch.equal(targets[row, k, :R], targets[row, k - 1, R:])
+    # rows join new streams at every window from which their K windows fit, not only at the first
+    assert set(joined) == set(range(n - 1)) and fresh.sum() > 64
+    # and the default starts every memory at a stream's first window, the rollout's only fresh window
+    default = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8')
+    stream_sampler, _ = sampler_for(default)
+    stream_sampler.start_walks(64, gen)
+    assert not stream_sampler.walk_from.any()
+
+
 def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_carry_it_on():
     from compressed_ad.model.training import TrainingBatches
     config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')

@@ -61,7 +61,8 @@ class TrainingBatches:
     K windows of their stream at every step, reading the memory their previous step wrote (truncated
     backpropagation through time: the gradient crosses the K - 1 hand-offs inside a step, the memory carried in is
     detached), as recurrent-memory transformers are trained on long documents. A row starts from the initial memory
-    only at a stream's first window, as the in-context rollout does. The rows start at random windows of random
+    only at a stream's first window, as the in-context rollout does (with ``memory_walk_start: random``, at a random
+    window of each new stream instead). The rows start at random windows of random
     streams; their memory there is built by running their stream's earlier windows once, without gradients.
     The walk and the carried memory are part of the training state (``state`` / ``load_state``), for exact resume.
     """
@@ -80,16 +81,17 @@ class TrainingBatches:
 
     @torch.no_grad()
     def burn_in(self) -> torch.Tensor:
-        """The memory every walking row has at its starting window: its stream's earlier windows, in order."""
-        start = self.sampler.walk_pos  # (S,)
+        """The memory every walking row has at its starting window: its stream's earlier windows, in order, from
+        the window where its memory starts (``walk_from``: its stream's first, or with random starts, this one)."""
+        start, origin = self.sampler.walk_pos, self.sampler.walk_from  # (S,)
         memory = self.model.initial_memory(len(start)).detach().clone()
         device = memory.device
         with autocast(device, self.config['bf16']):
-            for j in range(int(start.max())):
+            for j in range(int(origin.min()), int(start.max())):
                 window = self.sampler.walk_windows(torch.full_like(start, j))
                 written = self.model.window(window['types'], window['obs'], window['prev_action'],
                                             window['prev_reward'], memory)[2]
-                memory = torch.where((j < start)[:, None, None], written.float(), memory)
+                memory = torch.where(((origin <= j) & (j < start))[:, None, None], written.float(), memory)
         return memory
 
     def next(self) -> dict[str, torch.Tensor]:

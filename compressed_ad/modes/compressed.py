@@ -144,7 +144,7 @@ class CompressedMode(ContextMode):
         region_len = config['compress_interval']
         types, offsets = compressed_window(region_len, config['memory_tokens'])
         return WindowTemplate(types, offsets, stride=region_len, unroll=self.unroll(config), align=region_len,
-                              walk=self.with_memory)
+                              walk=self.with_memory, walk_start=config['memory_walk_start'])
 
     def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
         region_len = config['compress_interval']

@@ -16,7 +16,6 @@ with another value; keys that change no number (config_schema.IO_KEYS) may be.
 """
 import argparse
 import json
-import pickle
 import time
 from pathlib import Path
 
@@ -32,11 +31,11 @@ from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, a
 from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec, oracle_returns, task_split, tasks_of
 from compressed_ad.history_file import ppo_source_curve
-from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.plots import plot_in_context_curves, std_band
 from compressed_ad.run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY,
-                                     checkpoints, eval_output_dir, eval_setting, find_latest_run, read_run_config)
+                                     eval_output_dir, eval_setting, find_latest_run, load_run_model,
+                                     read_run_config)
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
 
 # what the trained run fixes (its data, task split, model and training), the set train.py's resume check uses too;
@@ -79,23 +78,6 @@ def _as_typed(value) -> str:
     """A config value as it is written in a KEY=VALUE override (YAML)."""
     text = yaml.safe_dump(value, default_flow_style=True).strip()
     return text[:-4].strip() if text.endswith('\n...') else text
-
-
-def load_run_model(run: Path, config: dict, device):
-    found = checkpoints(run)
-    if not found:
-        raise UserError(f"Run '{run}' has no checkpoint (ckpt-*.pt). Train it first: "
-                        f"'python train.py' with the same config, which resumes where it stopped.")
-    step, path = found[-1]
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-        model = build_model(config).to(device)
-        model.load_state_dict(ckpt['model'])
-    except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"Checkpoint '{path}' cannot be loaded with the run's config.yaml ({first}). It is damaged "
-                        f"or does not fit the config; retrain the run, or restore its config.yaml.") from None
-    return model.eval(), step
 
 
 def write_eval_events(out: Path, returns: np.ndarray) -> None:

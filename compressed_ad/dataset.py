@@ -105,7 +105,8 @@ class WindowSampler:
         stream's first window (where the memory restarts from the initial one). A row that reaches the end of its
         stream moves on to the first window of a new random stream, within the same K windows if need be; with
         random starts (``walk_start: random``) it starts at a random window of the new stream instead, with the
-        initial memory there (``fresh``), early enough for its K windows to fit."""
+        initial memory there (``fresh``), early enough for its K windows to fit; since it then walks to the stream's
+        end, a stream's later windows are trained more often than its first ones."""
         K, S = self.unroll, len(self.walk_seq)
         new_seq = torch.randint(self.n_seq, (S,), device=self.device, generator=generator)
         new_from = (torch.randint(max(1, self.n_windows - K + 1), (S,), device=self.device, generator=generator)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ import yaml
 
 from compressed_ad.context_modes import mode_of
 from compressed_ad.config_schema import Config, saved_config
+from compressed_ad.model import build_model
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
 CONFIG_FILE = 'config.yaml'
@@ -142,3 +144,21 @@ def save_checkpoint(run: str | os.PathLike, step: int, state: dict) -> Path:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path
+
+
+def load_run_model(run: Path, config: dict, device):
+    """The model of ``run``'s last checkpoint, in eval mode, and its step."""
+    found = checkpoints(run)
+    if not found:
+        raise UserError(f"Run '{run}' has no checkpoint (ckpt-*.pt). Train it first: "
+                        f"'python train.py' with the same config, which resumes where it stopped.")
+    step, path = found[-1]
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        model = build_model(config).to(device)
+        model.load_state_dict(ckpt['model'])
+    except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"Checkpoint '{path}' cannot be loaded with the run's config.yaml ({first}). It is damaged "
+                        f"or does not fit the config; retrain the run, or restore its config.yaml.") from None
+    return model.eval(), step

@@ -398,3 +398,14 @@ def test_the_curve_figure_draws_any_number_of_runs(tmp_path, monkeypatch):
     bands = {f'run {i}': plots.std_band(np.random.default_rng(i).random((4, 10))) for i in range(12)}
     plots.plot_in_context_curves(tmp_path / 'f.png', bands, 17.25, np.ones(10), 'twelve runs')
     assert [f'run {i}' for i in range(12)] == [label for label in drawn['labels'] if label.startswith('run')]
+
+
+def test_the_train_task_probe_rolls_out_on_training_and_held_out_tasks_and_writes_nothing(run_copy):
+    before = files_of(run_copy)
+    proc = run_script('-m', 'bench.train_task_probe', run_copy, '--tasks', '2', '--streams', '1', '--episodes', '5')
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if 'tasks' in line and 'by fifths' in line]
+    assert [line[:3] for line in lines] == [['2', 'training', 'tasks'], ['8', 'held-out', 'tasks']]
+    assert all(len(line) == 12 for line in lines)  # the mean, then five fifths
+    assert files_of(run_copy) == before
+    assert_user_error(run_script('-m', 'bench.train_task_probe', run_copy, '--episodes', '3'), 'at least 5')

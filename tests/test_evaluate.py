@@ -342,7 +342,8 @@ def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
         """A valid value of ``key`` other than ``value`` (None where an override can give none)."""
         if key in ('env', 'num_actions', 'alg', 'model'):
             return None  # 'env' is chosen by --env; the others have a single allowed value
-        options = {'eval_compress_trigger': 'model', 'device': 'cpu' if value != 'cpu' else 'auto'}
+        options = {'eval_compress_trigger': 'model', 'device': 'cpu' if value != 'cpu' else 'auto',
+                   'memory_walk_start': 'random'}
         if key in options:
             return options[key]
         if isinstance(value, bool):

@@ -202,4 +202,7 @@ def ranks_in_sync(model, world: int) -> bool:
 
 def teardown_distributed(world: int) -> None:
     if world > 1:
+        # every rank done with its collectives before any tears gloo down: a rank that exits while another still
+        # talks to it can abort ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()

@@ -26,12 +26,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from compressed_ad.config_schema import (EVAL_KEYS, PRESETS, RUN_KEYS, Config, add_config_args, apply_env_overlays,
-                                         format_config,
-                                         get_config, load_config, parse_overrides, presets_of)
+                                         format_config, get_config, load_config, parse_overrides, presets_of)
 from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec, oracle_returns, task_split, tasks_of
 from compressed_ad.history_file import ppo_source_curve
-from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.model.rollout import rollout_on_tasks
 from compressed_ad.plots import plot_in_context_curves, std_band
 from compressed_ad.run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY,
                                      eval_output_dir, eval_setting, find_latest_run, load_run_model,
@@ -103,14 +102,12 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     _, test_idx = task_split(config)
     goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
-    goal_rows = torch.as_tensor(np.repeat(goals, S, axis=0), device=device)  # goal-major (G * S, task_dim)
     mode = mode_of(config).name
     setting = eval_setting(config, args.greedy, device)
     out = eval_output_dir(run, setting)
     print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out tasks x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
-    rollout = InContextRollout(model, config, goal_rows, greedy=args.greedy,
-                               compress_trigger=config['eval_compress_trigger'], seed=config['eval_seed'])
+    rollout = rollout_on_tasks(model, config, goals, S, device, greedy=args.greedy)  # goal-major (G * S) rows
     bar = tqdm(total=E, desc='episodes', unit='ep', mininterval=1.0)
     running = []
 

@@ -13,19 +13,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compressed_ad.env import task_split, tasks_of
-from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.model.rollout import rollout_on_tasks
 from compressed_ad.run_files import load_run_model, read_run_config
 from compressed_ad.utils import UserError, pick_device, run_main
 
 
 def rollout_returns(model, config, env_indices, streams: int, episodes: int, device) -> np.ndarray:
     """Returns (len(env_indices) * streams, episodes) of in-context rollouts on the given tasks."""
-    tasks = torch.as_tensor(np.repeat(tasks_of(config, env_indices), streams, axis=0), device=device)
-    rollout = InContextRollout(model, config, tasks, greedy=False, compress_trigger='fixed',
-                               seed=config['eval_seed'])
+    rollout = rollout_on_tasks(model, config, tasks_of(config, env_indices), streams, device)
     return rollout.run(episodes, lambda i, returns: None).cpu().numpy()
 
 

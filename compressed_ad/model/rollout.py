@@ -11,6 +11,7 @@ compare the cache against).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from compressed_ad.context_modes import mode_of
@@ -113,3 +114,12 @@ class InContextRollout:
             if on_episode is not None:
                 on_episode(episode, returns[:, episode])
         return returns
+
+
+def rollout_on_tasks(model: ADTransformer, config: dict, tasks: np.ndarray, streams: int, device,
+                     greedy: bool = False) -> InContextRollout:
+    """``streams`` rollouts of each task (tasks (G, task_dim)), goal-major rows (G * streams), with the config's
+    evaluation settings (``eval_compress_trigger``, ``eval_seed``)."""
+    rows = torch.as_tensor(np.repeat(tasks, streams, axis=0), device=device)
+    return InContextRollout(model, config, rows, greedy=greedy, compress_trigger=config['eval_compress_trigger'],
+                            seed=config['eval_seed'])

@@ -88,10 +88,13 @@ class TrainingBatches:
         device = memory.device
         with autocast(device, self.config['bf16']):
             for j in range(int(origin.min()), int(start.max())):
+                needed = (origin <= j) & (j < start)  # (S,) rows whose memory at their start passes window j
+                if not needed.any():  # e.g. random starts: every row's memory starts where the row does
+                    continue
                 window = self.sampler.walk_windows(torch.full_like(start, j))
                 written = self.model.window(window['types'], window['obs'], window['prev_action'],
                                             window['prev_reward'], memory)[2]
-                memory = torch.where(((origin <= j) & (j < start))[:, None, None], written.float(), memory)
+                memory = torch.where(needed[:, None, None], written.float(), memory)
         return memory
 
     def next(self) -> dict[str, torch.Tensor]:

@@ -87,7 +87,7 @@ def mode_config(mode: str, presets: list[str], overrides: list[str], batch: int 
     row's batch size)."""
     extra = []
     if 'quick' in presets:
-        extra = QUICK_OVERRIDES + [f'n_transit={QUICK_N_TRANSIT[mode]}']
+        extra = QUICK_OVERRIDES + [f'n_transit={QUICK_N_TRANSIT[mode]}', f'sliding_tail={QUICK_N_TRANSIT[mode] // 3}']
     if batch is not None:
         overrides = list(overrides) + [f'train_batch_size={batch}']
     return load_config(MODES[mode], presets, extra + list(overrides))

@@ -79,7 +79,7 @@ def profile_mode(mode: str, presets: list[str], overrides: list[str], device, to
     for _ in range(eval_warmup_steps(config)):
         rollout.step()
     decode = profile_calls(rollout.step, device, 4 * PROFILED_STEPS, top)
-    return {'mode': mode, 'batch': batch, 'train': train, 'rollout_step': decode}
+    return {'mode': mode, 'batch': config['train_batch_size'], 'train': train, 'rollout_step': decode}
 
 
 def main():

@@ -119,6 +119,8 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)', RUN),
     'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'memory_walk_start': (_STR, _one_of('stream', 'random'), "'stream' or 'random'", RUN),
+    # sliding mode: transitions of a training window after its first n_transit (-1 = n_transit)
+    'sliding_tail': (_INT, lambda v: v >= -1, 'an integer >= -1 (-1 = n_transit)', RUN),
     'train_timesteps': (_INT, _positive, 'a positive integer', RUN),
     # fixed like the rest, but train.py RESUMABLE_KEYS lets a resume lower it
     'train_batch_size': (_INT, _positive, 'a positive integer', RUN),

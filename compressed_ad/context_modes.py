@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -31,7 +32,8 @@ class WindowTemplate:
     a training sequence is ``unroll`` consecutive windows, each ``stride`` steps after the previous; streams are
     cut to a multiple of ``align`` steps (whole regions). ``batch_share``: how many of ``train_batch_size``'s
     windows one window of this template counts for, so that a mode with longer windows trains on as many action
-    targets per step as the others (sliding: a window of 2 x ``n_transit`` counts for 2). ``walk``: training rows
+    targets per step as the others (sliding: a window of ``n_transit + sliding_tail`` transitions counts for
+    ``(n_transit + sliding_tail) / n_transit``; a fraction, with whole windows per batch). ``walk``: training rows
     walk whole streams, ``unroll`` windows per optimizer step from each stream's first window, and the model's
     memory is carried from one step to the next (memory mode; ``dataset.WindowSampler.walk``). ``walk_start``:
     where a walking row starts from the initial memory, 'stream' (its stream's first window) or 'random' (a random
@@ -42,7 +44,7 @@ class WindowTemplate:
     stride: int = 1
     unroll: int = 1
     align: int = 1
-    batch_share: int = 1
+    batch_share: Fraction = Fraction(1)
     walk: bool = False
     walk_start: str = 'stream'
 

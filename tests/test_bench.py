@@ -10,7 +10,7 @@ POSITIVE = ('batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'eval_ste
             'tokens', 'targets_per_window')
 MODES = ('standard', 'compressed', 'memory', 'sliding')
 # (tokens per window, action targets per window of the batch)
-HAND_SIZES = {'standard': (48, 48), 'compressed': (36, 32), 'memory': (44, 32), 'sliding': (96, 48)}
+HAND_SIZES = {'standard': (48, 48), 'compressed': (36, 32), 'memory': (44, 32), 'sliding': (64, 48)}
 
 
 def bench_rows(tmp_path, *extra):
@@ -39,7 +39,7 @@ def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
         assert all(r[k] > 0 for k in POSITIVE), r
         assert r['peak_mib'] >= 0  # RSS growth of a fresh process per row
         # the --quick sizes by hand: standard 48 transitions; compressed two regions of 16 with their 4 markers;
-        # memory the same with 4 memory and 4 write tokens; sliding windows of 2 x 48 that count for two windows
+        # memory the same with 4 memory and 4 write tokens; sliding windows of 48 + 16 that count for 4/3 windows
         # of the batch. Targets are the transitions.
         assert (r['tokens'], r['targets_per_window']) == HAND_SIZES[r['mode']], r
         # the timed steps lie inside the row's own wall time (which also holds warmup, data and evaluation)

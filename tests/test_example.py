@@ -92,11 +92,11 @@ def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path
 
 
 def test_a_failed_parallel_step_names_its_log_and_leaves_no_comparison(tmp_path, workdir):
-    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=4', 'ckpt_interval=4',
+    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=240', 'train_timesteps=4', 'ckpt_interval=4',
                  'eval_interval=4', 'test_n_batches=1']
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)
-    # the sliding mode's windows (2 x 240 transitions) do not fit these 320-step histories: its run fails
+    # the sliding mode's windows (240 + 80 transitions) do not fit these 240-step histories: its run fails
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes', 'standard,sliding',
                       '--jobs', '2', *overrides)
     assert_user_error(proc, '1 step(s) failed', 'train sliding AD', 'train_sliding_AD.log')

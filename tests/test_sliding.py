@@ -3,6 +3,7 @@ as many action targets per step as standard AD."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from compressed_ad.config_schema import load_config
@@ -15,11 +16,12 @@ from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG, receptive_field
 from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import TINY, assert_user_error, run_script
 
-WINDOW = 12
+WINDOW, TAIL = 12, 4  # a training window of 16 transitions counts for 4/3 of train_batch_size's windows
+TINY_SLIDING = TINY + [f'n_transit={WINDOW}', f'sliding_tail={TAIL}']
 
 
 def sliding(*extra):
-    return load_config(SLIDING_MODEL_CONFIG, overrides=TINY + [f'n_transit={WINDOW}', *extra])
+    return load_config(SLIDING_MODEL_CONFIG, overrides=TINY_SLIDING + list(extra))
 
 
 def random_model(config, seed=0):
@@ -85,17 +87,19 @@ def test_a_token_s_output_depends_only_on_its_window_not_on_where_its_sequence_s
     assert changed > 100 * max(same, 1e-6)  # and it reads all of it
 
 
-def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir):
+@pytest.mark.parametrize('tail, windows_of_8', [(TAIL, 6), (-1, 4)])
+def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tail, windows_of_8):
     written = load_config(overrides=TINY + workdir)
     write_synthetic_file(dataset_path(written), written)
     batches = {}
     for name, config in (('standard', load_config(overrides=TINY + workdir + [f'n_transit={WINDOW}'])),
-                         ('sliding', sliding(*workdir))):
+                         ('sliding', sliding(*workdir, f'sliding_tail={tail}'))):
         train, _, _ = load_samplers(config, torch.device('cpu'))
         gen = torch.Generator().manual_seed(0)
         batches[name] = (train.sample(config['train_batch_size'], gen), train.targets_per_window())
     (standard, standard_per_window), (windows, per_window) = batches['standard'], batches['sliding']
-    assert windows['action'].shape == (4, 2 * WINDOW)  # 8 of train_batch_size: 4 windows of 2 x n_transit
+    # 8 of train_batch_size: 6 windows of 12 + 4, or (sliding_tail -1 = n_transit) 4 windows of 2 x 12
+    assert windows['action'].shape == (windows_of_8, 8 * WINDOW // windows_of_8)
     assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW
     assert per_window == standard_per_window == WINDOW
     # the windows are consecutive transitions of one stream: the previous action is the one before's target
@@ -104,17 +108,17 @@ def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir):
 
 def test_the_sliding_config_selects_the_mode_and_refuses_what_it_cannot_run(workdir):
     assert mode_of(sliding()).name == 'sliding'
-    proc = run_script('train.py', '--config', SLIDING_MODEL_CONFIG, *TINY, 'train_batch_size=7', *workdir)
-    assert_user_error(proc, 'train_batch_size=7', 'must be even')
+    proc = run_script('train.py', '--config', SLIDING_MODEL_CONFIG, *TINY_SLIDING, 'train_batch_size=7', *workdir)
+    assert_user_error(proc, 'train_batch_size=7', 'must be a multiple of 4', 'train_batch_size=4')
     proc = run_script('train.py', '--config', SLIDING_MODEL_CONFIG, *TINY, 'memory_tokens=2', *workdir)
     assert_user_error(proc, 'memory_tokens=2', 'sliding')
 
 
 def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, tiny_dataset):
-    args = ['--config', SLIDING_MODEL_CONFIG, *TINY, f'n_transit={WINDOW}', *workdir]
+    args = ['--config', SLIDING_MODEL_CONFIG, *TINY_SLIDING, *workdir]
     proc = run_script('train.py', *args)
     assert proc.returncode == 0, proc.stderr
-    assert 'windows of 24 tokens, 24 action targets each (one counts for 2 of train_batch_size)' in proc.stdout
+    assert 'windows of 16 tokens, 16 action targets each (one counts for 4/3 of train_batch_size)' in proc.stdout
     run = tmp_path / 'runs' / 'AD-darkroom-sliding-seed0'
     assert (run / 'ckpt-8.pt').exists()
     proc = run_script('evaluate.py', run)
@@ -128,7 +132,7 @@ def test_the_eager_and_the_compiled_rotation_agree_and_keep_relative_positions()
     from compressed_ad.model.transformer import rotary, rotate_queries_and_keys
     torch.manual_seed(0)
     B, L, H, hd = 2, 7, 2, 8
-    qkv = torch.randn(B, L, 3, H, hd)
+    qkv = torch.randn(B, L, 2, H, hd)  # queries and keys
     cos, sin = rotary(torch.arange(L), hd)
     rope = (cos[:, None, None, :], sin[:, None, None, :])
     complex_way = rotate_queries_and_keys(qkv, rope, as_complex=True)
@@ -141,3 +145,23 @@ def test_the_eager_and_the_compiled_rotation_agree_and_keep_relative_positions()
     scores_shifted = torch.einsum('blhd,bmhd->bhlm', shifted[:, :, 0], shifted[:, :, 1])
     assert (scores - scores_shifted).abs().max() < 1e-4
     assert not torch.allclose(complex_way[:, :, 0], shifted[:, :, 0])  # the vectors themselves did rotate
+
+
+def test_windowed_attention_split_or_in_one_call_equals_a_dense_band():
+    """Both ways of computing the band (one masked call on a CPU, causal head + masked tail elsewhere) give what a
+    dense softmax over each query's last ``window`` keys gives, values and gradients."""
+    from compressed_ad.model.transformer import causal_attention
+    torch.manual_seed(0)
+    B, H, L, hd, window = 2, 2, 13, 4, 5
+    q, k, v = (torch.randn(B, H, L, hd, requires_grad=True) for _ in range(3))
+    i = torch.arange(L)
+    visible = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - window)  # (query, key)
+    scores = (q @ k.transpose(-1, -2) / hd ** 0.5).masked_fill(~visible, float('-inf'))
+    reference = (scores.softmax(-1) @ v).transpose(1, 2)  # (B, L, H, hd)
+    weights = torch.randn_like(reference)
+    ref_grads = torch.autograd.grad((reference * weights).sum(), (q, k, v))
+    for split_head in (False, True):
+        out = causal_attention(q, k, v, window, split_head=split_head)
+        assert (out - reference).abs().max() < 1e-5, split_head
+        grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+        assert all((g - r).abs().max() < 1e-5 for g, r in zip(grads, ref_grads)), split_head

@@ -74,16 +74,16 @@ def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.
     return angles.cos(), angles.sin()
 
 
-def rotate_queries_and_keys(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+def rotate_queries_and_keys(qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                             as_complex: bool | None = None) -> torch.Tensor:
-    """qkv (B, L, 3, H, hd) -> (B, L, 2, H, hd): queries and keys, each channel pair rotated by its position's
-    angle (``rope``: cos, sin broadcastable to (B, L, 2, H, hd / 2)).
+    """qk (B, L, 2, H, hd), queries and keys -> the same, each channel pair rotated by its position's angle
+    (``rope``: cos, sin broadcastable to (B, L, 2, H, hd / 2)).
 
     Eager, one complex product (the cheapest rotation on a CPU); under ``torch.compile`` the same product in real
     arithmetic, which inductor fuses (it generates no code for complex operators). ``as_complex`` forces one.
     """
-    B, L, _, H, hd = qkv.shape
-    pairs = qkv[:, :, :2].float().reshape(B, L, 2, H, hd // 2, 2)
+    B, L, _, H, hd = qk.shape
+    pairs = qk.float().reshape(B, L, 2, H, hd // 2, 2)  # a view when qk is contiguous fp32
     cos, sin = rope
     if as_complex is None:
         as_complex = not torch.compiler.is_compiling()
@@ -92,19 +92,25 @@ def rotate_queries_and_keys(qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.T
     else:
         x, y = pairs.unbind(-1)
         rotated = torch.stack((x * cos - y * sin, x * sin + y * cos), dim=-1)
-    return rotated.reshape(B, L, 2, H, hd).to(qkv.dtype)
+    return rotated.reshape(B, L, 2, H, hd).to(qk.dtype)
 
 
-def causal_attention(q, k, v, window: int = 0):
+def causal_attention(q, k, v, window: int = 0, split_head: bool | None = None):
     """Causal attention of (B, H, L, hd) queries -> (B, L, H, hd); with ``window`` > 0 each query sees only the
     last ``window`` keys.
 
-    The first ``window`` queries have fewer keys behind them than the window holds, so they are plain causal
-    attention (the fused causal kernel); only the rest need the band mask.
+    With ``split_head`` (the default off a CPU) the first ``window`` queries, which have fewer keys behind them
+    than the window holds, are plain causal attention (on a GPU the fused causal kernel, far faster than a masked
+    one) and only the rest use the band mask. On a CPU one masked call is cheaper than two calls and the gradient
+    copies of their slices.
     """
     L = q.shape[2]
     if not window or L <= window:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    if not (q.device.type != 'cpu' if split_head is None else split_head):
+        query, key = torch.arange(L, device=q.device)[:, None], torch.arange(L, device=q.device)
+        band = (key <= query) & (key > query - window)  # (L, L)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=band).transpose(1, 2)
     head = F.scaled_dot_product_attention(q[:, :, :window], k[:, :, :window], v[:, :, :window], is_causal=True)
     query = torch.arange(window, L, device=q.device)[:, None]
     key = torch.arange(1, L, device=q.device)  # key 0 is outside every later query's window
@@ -121,17 +127,24 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def _split(self, x, rope=None):  # (B, L, 3D) -> 3 x (B, H, L, hd), queries and keys rotated when rope is given
-        B, L, _ = x.shape
-        qkv = x.view(B, L, 3, self.n_head, -1)
+    def _project(self, x, rope=None):
+        """x (B, L, D) -> queries, keys, values, each (B, H, L, hd); queries and keys rotated when ``rope`` is given.
+
+        With rotary positions queries-and-keys and values are two products of the one ``qkv`` weight, so the
+        rotation reads a contiguous (B, L, 2, H, hd) without a copy, and no gradient is scattered into slices.
+        """
+        B, L, D = x.shape
         if rope is None:
-            return qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = rotate_queries_and_keys(qkv, rope).permute(2, 0, 3, 1, 4).unbind(0)
-        return q, k, qkv[:, :, 2].transpose(1, 2)
+            return self.qkv(x).view(B, L, 3, self.n_head, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        w, b = self.qkv.weight, self.qkv.bias
+        qk = F.linear(x, w[:2 * D], b[:2 * D]).view(B, L, 2, self.n_head, -1)
+        v = F.linear(x, w[2 * D:], b[2 * D:]).view(B, L, self.n_head, -1)
+        q, k = rotate_queries_and_keys(qk, rope).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v.transpose(1, 2)
 
     def forward(self, x, kv_out: list | None = None, rope=None):
         """Causal attention over the whole sequence. x (B, L, D). Appends (k, v) to ``kv_out`` if given."""
-        q, k, v = self._split(self.qkv(x), rope)
+        q, k, v = self._project(x, rope)
         if kv_out is not None:
             kv_out.append((k, v))
         y = causal_attention(q, k, v, self.window)  # (B, L, H, hd)
@@ -139,7 +152,7 @@ class SelfAttention(nn.Module):
 
     def decode(self, x, layer: int, cache: KVCache, rope=None):
         """One new token per row at position ``cache.length``. x (B, 1, D)."""
-        q, k, v = self._split(self.qkv(x), rope)  # (B, H, 1, hd)
+        q, k, v = self._project(x, rope)  # (B, H, 1, hd)
         rows = torch.arange(x.shape[0], device=x.device)
         slots = cache.k.shape[3]
         slot = cache.length % slots if self.window else cache.length  # a ring when attention is windowed

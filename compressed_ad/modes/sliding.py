@@ -4,16 +4,21 @@ The context is the stream itself, ``[x_0, x_1, ...]``, one token per transition 
 token attends only to itself and the ``n_transit - 1`` tokens before it, and positions are rotary (relative), so
 no token depends on where its sequence started. Then:
 
-* Training windows are ``2 * n_transit`` consecutive transitions: the first half is trained with the short
-  contexts an evaluation starts with, the second half with a full window behind every position, as evaluation
-  sees after its first ``n_transit`` steps. One such window counts for two of ``train_batch_size``, so a step
-  trains on as many action targets as a standard step.
+* Training windows are ``n_transit + sliding_tail`` consecutive transitions: the first ``n_transit`` are trained
+  with the short contexts an evaluation starts with (causal attention), the last ``sliding_tail`` with a full
+  window behind them, as evaluation sees after its first ``n_transit`` steps. A window counts for
+  ``(n_transit + sliding_tail) / n_transit`` of ``train_batch_size``'s windows, so a step trains on as many action
+  targets as a standard step. A short tail keeps the cost per action target near standard AD's (the band of
+  full-window queries is the costly part: more keys per query, and a masked kernel instead of the fused causal
+  one); ``sliding_tail: -1`` is ``n_transit``, windows of 2 x ``n_transit``.
 * The in-context rollout decodes every step against a ring KV cache of ``n_transit`` slots: constant cost per
   step, and exact, since a token's keys and values are those a full pass over the whole stream would give it.
   Without the cache (the reference the tests compare against) each step re-encodes the last
   ``n_layer * (n_transit - 1) + 1`` tokens, the receptive field of the last one.
 """
 from __future__ import annotations
+
+from fractions import Fraction
 
 import torch
 
@@ -22,7 +27,20 @@ from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTempl
 from compressed_ad.model.layout import TRANSITION
 
 SLIDING_MODEL_CONFIG = 'config/model/ad_dr_sliding.yaml'
-WINDOWS_PER_SEQUENCE = 2  # a training window is this many n_transit-long windows, back to back
+
+
+def tail_steps(config: dict) -> int:
+    """Transitions of a training window after its first ``n_transit``: each has a full window behind it."""
+    return config['n_transit'] if config['sliding_tail'] < 0 else config['sliding_tail']
+
+
+def train_window_len(config: dict) -> int:
+    return config['n_transit'] + tail_steps(config)
+
+
+def batch_share(config: dict) -> Fraction:
+    """How many of ``train_batch_size``'s windows one training window counts for (its targets / n_transit)."""
+    return Fraction(train_window_len(config), config['n_transit'])
 
 
 def receptive_field(config: dict) -> int:
@@ -69,26 +87,31 @@ class SlidingMode(ContextMode):
         if c['use_compressed_context']:
             raise ConfigError(f"use_compressed_context=true ({c.source('use_compressed_context')}) contradicts "
                               f"context_mode=sliding ({c.source('context_mode')}). Set use_compressed_context=false.")
+        share = batch_share(c)
         for key in ('train_batch_size', 'test_batch_size'):
-            if c[key] % WINDOWS_PER_SEQUENCE:
-                raise ConfigError(f"{key}={c[key]} ({c.source(key)}) must be even in the sliding mode: one training "
-                                  f"window of 2 x n_transit transitions counts for two.")
+            if c[key] % share.numerator:
+                step = share.numerator  # B / share windows are whole when B is a multiple of this
+                raise ConfigError(
+                    f"{key}={c[key]} ({c.source(key)}) does not make whole training windows in the sliding mode: a "
+                    f"window of n_transit + sliding_tail = {train_window_len(c)} transitions counts for {share} of "
+                    f"{key}'s windows of {c['n_transit']}, so {key} must be a multiple of {step}. Use "
+                    f"{key}={max(step, c[key] // step * step)}, or another sliding_tail.")
 
     def attention_window(self, config: dict) -> int:
         return config['n_transit']
 
     def max_context_len(self, config: dict) -> int:
         # the longest sequence the model is given: a training window, or the rollout's reference re-encoding
-        return max(WINDOWS_PER_SEQUENCE * config['n_transit'], receptive_field(config))
+        return max(train_window_len(config), receptive_field(config))
 
     def window(self, config: dict) -> WindowTemplate:
-        L = WINDOWS_PER_SEQUENCE * config['n_transit']
-        return WindowTemplate(torch.full((L,), TRANSITION), torch.arange(L), batch_share=WINDOWS_PER_SEQUENCE)
+        L = train_window_len(config)
+        return WindowTemplate(torch.full((L,), TRANSITION), torch.arange(L), batch_share=batch_share(config))
 
     def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
-        return (f"The sliding mode trains on windows of 2 x n_transit = {template.span} transitions, longer than the "
-                f"histories ({T} steps per stream). Lower n_transit or collect with a larger "
-                f"train_source_timesteps.")
+        return (f"The sliding mode trains on windows of n_transit + sliding_tail = {template.span} transitions, "
+                f"longer than the histories ({T} steps per stream). Lower n_transit or sliding_tail, or collect "
+                f"with a larger train_source_timesteps.")
 
     def rollout_context(self, rollout, config: dict) -> RollingWindow:
         return RollingWindow(rollout, config)

@@ -36,7 +36,7 @@ from compressed_ad.env import ENVS, task_split
 from compressed_ad.history_file import dataset_path, ppo_source_curve
 from compressed_ad.plots import plot_in_context_curves
 from compressed_ad.run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir,
-                                     eval_setting, run_dir, run_finished)
+                                     changed_run_keys, eval_setting, read_run_config, run_dir, run_finished)
 from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
 
 MODES = model_configs()  # {mode name: model config file}
@@ -199,6 +199,15 @@ def collect(plan: Plan, timings: dict) -> None:
     run_step('collect', ['collect.py', *plan.flags, *plan.user], timings)
 
 
+def refuse_another_run(run: Path, config: dict) -> None:
+    """A finished run is reused only when it was trained with the config the comparison asks for."""
+    saved = read_run_config(run)
+    if diff := changed_run_keys(saved, config):
+        shown = ', '.join(f'{k}: {saved.get(k)!r} (trained) -> {config[k]!r} (wanted)' for k in diff[:5])
+        raise UserError(f"'{run}' holds a finished run trained with another config ({shown}), so it cannot stand "
+                        f"for this one. Move it away to train again, or set runs_dir to keep both.")
+
+
 def train(plan: Plan, steps: Steps) -> None:
     # every run of the modes first, then the variants' (the compute-matched budget is measured on the former)
     for modes in ([m for m in plan.modes if m not in VARIANTS], [m for m in plan.modes if m in VARIANTS]):
@@ -206,6 +215,7 @@ def train(plan: Plan, steps: Steps) -> None:
             config = plan.config(mode, seed, split)
             run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
             if run_finished(run, config):
+                refuse_another_run(run, config)
                 print(f"\n=== {title}: reusing the finished run '{run}'")
                 steps.timings[title] = None
                 continue
@@ -227,6 +237,8 @@ def evaluate(plan: Plan, steps: Steps) -> None:
         run, setting, out = wanted_eval(plan, mode, seed, split)
         title = f'evaluate {mode} AD{plan.label(seed, split)}'
         ckpts, summary = checkpoints(run), out / EVAL_SUMMARY
+        if ckpts:
+            refuse_another_run(run, plan.config(mode, seed, split))
         if ckpts and summary.exists() and summary.stat().st_mtime > ckpts[-1][1].stat().st_mtime \
                 and json.loads(summary.read_text()).get('setting') == setting:
             print(f"\n=== {title}: reusing '{summary}' (same settings, newer than the last checkpoint)")

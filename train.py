@@ -8,13 +8,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from compressed_ad.config_schema import (RUN_KEYS, add_config_args, base_config, finalize_config, format_config,
-                                         get_config, presets_of)
+from compressed_ad.config_schema import (RESUMABLE_KEYS, add_config_args, base_config, finalize_config,
+                                         format_config, get_config, presets_of)
 from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import load_samplers
 from compressed_ad.model import build_model, training
-from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, checkpoints, read_run_config, record_config_changes,
-                                     run_dir, run_finished, save_checkpoint, write_run_config)
+from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, changed_run_keys, checkpoints, read_run_config,
+                                     record_config_changes, run_dir, run_finished, save_checkpoint, write_run_config)
 from compressed_ad.utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, reset_peak_memory, run_main,
                                  seconds_to_text)
 
@@ -27,10 +27,6 @@ def read_config(args):
     return finalize_config(config, presets_of(args), args.overrides)
 
 
-# keys a resumed run may change on purpose, e.g. a smaller batch after running out of memory; each change is
-# announced and recorded in the run directory. Every other key of config_schema.RUN_KEYS must keep its value.
-RESUMABLE_KEYS = {'train_batch_size'}
-assert RESUMABLE_KEYS <= RUN_KEYS
 CPU_ADVICE_SECONDS = 3600  # above this estimated training time on a CPU, suggest the CPU setting
 
 
@@ -40,8 +36,7 @@ def check_run_dir(out, config) -> dict:
     saved = read_run_config(out)
     if not saved:
         return {}
-    diff = [k for k in config if k in RUN_KEYS - RESUMABLE_KEYS and saved.get(k) != config[k]]
-    if diff:
+    if diff := changed_run_keys(saved, config):
         shown = ', '.join(f'{k}: {saved.get(k)!r} -> {config[k]!r}' for k in diff[:5])
         raise UserError(f"Run directory '{out}' already holds a run with a different config ({shown}). "
                         f"Delete it to start over, or set runs_dir to train elsewhere.")

@@ -62,7 +62,7 @@ def _one_of(*choices):
 _INT, _FLOAT, _BOOL, _STR, _LIST = int, float, bool, str, list
 # The scope of a key: what changing it changes.
 #   RUN:  the data, the task sample, the split, the model or its training. A trained run fixes these: train.py
-#         refuses to resume a run with another value (except RESUMABLE_KEYS, see train.py), evaluate.py refuses to
+#         refuses to resume a run with another value (except RESUMABLE_KEYS), evaluate.py refuses to
 #         evaluate a run with another value.
 #   EVAL: the setting of an evaluation, free at evaluate.py and named in its results' setting (run_files.eval_setting).
 #   IO:   changes no number: where files go, how often things are logged, how many workers.
@@ -122,7 +122,7 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # sliding mode: transitions of a training window after its first n_transit (-1 = n_transit)
     'sliding_tail': (_INT, lambda v: v >= -1, 'an integer >= -1 (-1 = n_transit)', RUN),
     'train_timesteps': (_INT, _positive, 'a positive integer', RUN),
-    # fixed like the rest, but train.py RESUMABLE_KEYS lets a resume lower it
+    # fixed like the rest, but RESUMABLE_KEYS lets a resume lower it
     'train_batch_size': (_INT, _positive, 'a positive integer', RUN),
     # with test_n_batches: the held-out windows behind test/* and the final test metrics
     'test_batch_size': (_INT, _positive, 'a positive integer', RUN),
@@ -173,6 +173,10 @@ def keys_of_scope(scope: str) -> frozenset[str]:
 
 
 RUN_KEYS = keys_of_scope(RUN)    # what a trained run fixes
+# keys a resumed run may change on purpose, e.g. a smaller batch after running out of memory; train.py announces
+# each change and records it in the run directory. Every other run key must keep its value.
+RESUMABLE_KEYS = frozenset({'train_batch_size'})
+assert RESUMABLE_KEYS <= RUN_KEYS
 EVAL_KEYS = keys_of_scope(EVAL)  # what an evaluation may choose
 IO_KEYS = keys_of_scope(IO)      # what changes no result
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from compressed_ad.context_modes import mode_of
-from compressed_ad.config_schema import Config, saved_config
+from compressed_ad.config_schema import RESUMABLE_KEYS, RUN_KEYS, Config, saved_config
 from compressed_ad.model import build_model
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
@@ -45,6 +45,12 @@ def read_run_config(run: str | os.PathLike) -> Config:
     if not path.exists():
         return Config()
     return saved_config(yaml.safe_load(path.read_text()) or {}, str(path))
+
+
+def changed_run_keys(saved: dict, config: dict) -> list[str]:
+    """The keys a trained run fixes (``RUN_KEYS`` but ``RESUMABLE_KEYS``) whose value in ``config`` differs from
+    the run's saved config ``saved`` (``read_run_config``)."""
+    return [k for k in config if k in RUN_KEYS - RESUMABLE_KEYS and saved.get(k) != config[k]]
 
 
 def write_run_config(run: str | os.PathLike, config: dict) -> None:

@@ -14,7 +14,7 @@ from compressed_ad.model import build_model
 from compressed_ad.model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
 from compressed_ad.model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
-from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, RUN_KEYS, SCHEMA, Config, load_config
+from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, RESUMABLE_KEYS, RUN_KEYS, SCHEMA, Config, load_config
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.history_file import dataset_path, expected_markers
 from compressed_ad.run_files import (TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint,
@@ -375,7 +375,7 @@ def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
             assert 'different config' in str(exc) and key in str(exc), exc
             resume_refuses = True
         assert eval_refuses == (key in RUN_KEYS), key
-        assert resume_refuses == (key in RUN_KEYS - train.RESUMABLE_KEYS), key
+        assert resume_refuses == (key in RUN_KEYS - RESUMABLE_KEYS), key
     assert checked == set(SCHEMA) - {'env', 'num_actions', 'alg', 'model'}
 
 

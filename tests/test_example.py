@@ -50,6 +50,12 @@ def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdi
         assert np.load(runs / name / 'eval_result.npy').shape == (32, 20)  # the run's own setting, untouched
     assert np.load(runs / 'AD-darkroom-seed0' / 'eval-sampled-7ep-4x-seed0-cpu' / 'eval_result.npy').shape == (32, 7)
     assert json.loads((runs / 'comparison.json').read_text())['runs']['standard'][0]['eval_seconds'] > 0
+    # a finished run trained with another value of a key a run fixes is never taken for the one asked for
+    before = {p: p.stat().st_mtime for p in runs.rglob('*') if p.is_file()}
+    for mode in ('all', 'eval'):
+        other = run_script('example_compressed_training.py', '--mode', mode, '--quick', *overrides, 'lr=0.002')
+        assert_user_error(other, 'AD-darkroom-seed0', 'trained with another config', 'lr: 0.001 (trained) -> 0.002')
+    assert before == {p: p.stat().st_mtime for p in runs.rglob('*') if p.is_file()}
 
 
 def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path, workdir):

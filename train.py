@@ -8,7 +8,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from compressed_ad.config_schema import (RESUMABLE_KEYS, add_config_args, base_config, finalize_config,
+from compressed_ad.config_schema import (CPU_CONFIG, RESUMABLE_KEYS, add_config_args, base_config, finalize_config,
                                          format_config, get_config, presets_of)
 from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import load_samplers
@@ -168,6 +168,7 @@ class Run:
               f"x{self.world}: {sampler.n_seq} training streams, {windows} -> {self.out}")
         if self.device.type == 'cpu':
             warn_cpu_time(training.estimate_step_seconds(self.model, sampler, config, self.device),
+                          CPU_CONFIG in config.sources.values(),
                           config['train_timesteps'] - self.step)
 
     def train(self) -> None:
@@ -268,12 +269,16 @@ class Run:
               f"evaluate.py {self.out}")
 
 
-def warn_cpu_time(step_seconds: float, steps_left: int) -> None:
-    """On a CPU, say before the first step how long the run will take, and what to run instead when it is long."""
+def warn_cpu_time(step_seconds: float, cpu_setting: bool, steps_left: int) -> None:
+    """On a CPU, say before the first step how long the run will take, and what to run instead when it is long
+    (``cpu_setting``: the --cpu preset is applied already)."""
     total = step_seconds * steps_left
     print(f"On this CPU a step should take about {step_seconds:.2f} s: {steps_left} steps in about "
           f"{seconds_to_text(total)}.")
-    if total > CPU_ADVICE_SECONDS:
+    if total > CPU_ADVICE_SECONDS and cpu_setting:
+        print("That is longer than the --cpu setting itself takes (about 10 minutes on 2 cores): the overrides or "
+              "the environment make it so. Stopped (Ctrl-C), it resumes from its last checkpoint.")
+    elif total > CPU_ADVICE_SECONDS:
         print("This setting is sized for a GPU. On a CPU, stop it (Ctrl-C; it resumes from its last checkpoint "
               "if you come back to it) and run 'python train.py --cpu' (with --config as before): a model and "
               "schedule for 2 CPU cores that learns in context in about 10 minutes.")

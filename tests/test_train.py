@@ -200,19 +200,24 @@ def test_resuming_with_a_smaller_batch_after_running_out_of_memory_is_allowed_an
     assert torch.load(run / 'ckpt-8.pt', weights_only=False)['step'] == 8
 
 
-def test_cpu_training_says_how_long_it_will_take_before_the_first_step(tmp_path, workdir, tiny_dataset):
-    args = [*TINY_STANDARD, *workdir, 'train_timesteps=100000000', 'ckpt_interval=100000000']
+@pytest.mark.parametrize('preset, advice, last_line', [
+    ([], 'sized for a GPU', "run 'python train.py --cpu'"),
+    # already the CPU setting: no advice to use it, but why it is long
+    (['--cpu'], 'longer than the --cpu setting itself takes', 'resumes from its last checkpoint')])
+def test_cpu_training_says_how_long_it_will_take_before_the_first_step(tmp_path, workdir, tiny_dataset, preset,
+                                                                      advice, last_line):
+    args = [*preset, *TINY_STANDARD, *workdir, 'train_timesteps=100000000', 'ckpt_interval=100000000']
     proc = subprocess.Popen([sys.executable, 'train.py', *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     try:
         lines = []
         for line in proc.stdout:
             lines.append(line)
-            if "run 'python train.py --cpu'" in line:
+            if last_line in line:
                 break
     finally:
         proc.kill()
         proc.wait()
     text = ''.join(lines)
     assert 'On this CPU a step should take about' in text and '100000000 steps in about' in text, text
-    assert 'sized for a GPU' in text
+    assert advice in text and ("--cpu'" in text) == (not preset), text

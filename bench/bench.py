@@ -23,8 +23,9 @@ would repeat another (same mode, same batch) is measured once. After each row th
   the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
   as train.py does (give it enough ``--warmup`` steps to compile).
 * action targets/s = batch * targets per window / step time (the useful training signal per second). The
-  batch counts windows of ``train_batch_size``; a sliding window of 2 x ``n_transit`` counts for two, so its
-  row shows twice the tokens of the windows it is counted in.
+  batch counts windows of ``train_batch_size``; a sliding window of ``n_transit + sliding_tail`` transitions
+  counts for ``(n_transit + sliding_tail) / n_transit`` of them (4/3 at its config), so its row shows more tokens
+  per window than the windows it is counted in.
 * peak memory of training: on CUDA ``torch.cuda.max_memory_allocated`` after
   ``reset_peak_memory_stats`` ('cuda_max_allocated', in-process); on CPU every row runs in a fresh
   subprocess and reports the growth of its ``ru_maxrss`` from the start of the row (after imports and

@@ -201,9 +201,7 @@ def collect(plan: Plan, timings: dict) -> None:
 
 def refuse_another_run(run: Path, config: dict) -> None:
     """A finished run is reused only when it was trained with the config the comparison asks for."""
-    saved = read_run_config(run)
-    if diff := changed_run_keys(saved, config):
-        shown = ', '.join(f'{k}: {saved.get(k)!r} (trained) -> {config[k]!r} (wanted)' for k in diff[:5])
+    if shown := changed_run_keys(read_run_config(run), config):
         raise UserError(f"'{run}' holds a finished run trained with another config ({shown}), so it cannot stand "
                         f"for this one. Move it away to train again, or set runs_dir to keep both.")
 

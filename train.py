@@ -36,8 +36,7 @@ def check_run_dir(out, config) -> dict:
     saved = read_run_config(out)
     if not saved:
         return {}
-    if diff := changed_run_keys(saved, config):
-        shown = ', '.join(f'{k}: {saved.get(k)!r} -> {config[k]!r}' for k in diff[:5])
+    if shown := changed_run_keys(saved, config):
         raise UserError(f"Run directory '{out}' already holds a run with a different config ({shown}). "
                         f"Delete it to start over, or set runs_dir to train elsewhere.")
     return {k: (saved[k], config[k]) for k in RESUMABLE_KEYS if k in saved and saved[k] != config[k]}

@@ -61,7 +61,7 @@ from compressed_ad.context_modes import mode_of, model_configs
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
-from compressed_ad.model.rollout import InContextRollout
+from compressed_ad.model.rollout import InContextRollout, rollout_on_tasks
 from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
 from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
@@ -153,14 +153,20 @@ def eval_warmup_steps(config) -> int:
     return config['compress_interval'] if mode_of(config).regions else config['n_transit']
 
 
-def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
-    """(env steps per second, rows) of a cached in-context rollout on EVAL_GOALS x EVAL_STREAMS."""
+def steady_rollout(model, config, device) -> InContextRollout:
+    """A cached in-context rollout on EVAL_GOALS held-out goals (repeated when there are fewer) x EVAL_STREAMS, with
+    the fixed compression trigger, run until its context is in its steady state."""
     _, test_idx = task_split(config)
     goals = tasks_of(config, np.resize(test_idx, EVAL_GOALS))
-    rows = torch.as_tensor(np.repeat(goals, EVAL_STREAMS, axis=0), device=device)
-    rollout = InContextRollout(model, config, rows, compress_trigger='fixed', seed=config['eval_seed'])
+    rollout = rollout_on_tasks(model, config, goals, EVAL_STREAMS, device, compress_trigger='fixed')
     for _ in range(eval_warmup_steps(config)):
         rollout.step()
+    return rollout
+
+
+def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
+    """(env steps per second, rows) of ``steady_rollout``."""
+    rollout = steady_rollout(model, config, device)
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):

@@ -15,14 +15,11 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.bench import EVAL_GOALS, EVAL_STREAMS, MODES, eval_warmup_steps, make_sampler, mode_config, sync
-from compressed_ad.env import task_split, tasks_of
+from bench.bench import MODES, make_sampler, mode_config, steady_rollout, sync
 from compressed_ad.model import build_model
-from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
 from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
@@ -72,12 +69,7 @@ def profile_mode(mode: str, presets: list[str], overrides: list[str], device, to
         step()
     train = profile_calls(step, device, PROFILED_STEPS, top)
 
-    _, test_idx = task_split(config)
-    rows = torch.as_tensor(np.repeat(tasks_of(config, np.resize(test_idx, EVAL_GOALS)), EVAL_STREAMS, axis=0),
-                           device=device)
-    rollout = InContextRollout(model, config, rows, compress_trigger='fixed', seed=config['eval_seed'])
-    for _ in range(eval_warmup_steps(config)):
-        rollout.step()
+    rollout = steady_rollout(model, config, device)
     decode = profile_calls(rollout.step, device, 4 * PROFILED_STEPS, top)
     return {'mode': mode, 'batch': config['train_batch_size'], 'train': train, 'rollout_step': decode}
 

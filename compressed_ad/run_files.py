@@ -47,10 +47,12 @@ def read_run_config(run: str | os.PathLike) -> Config:
     return saved_config(yaml.safe_load(path.read_text()) or {}, str(path))
 
 
-def changed_run_keys(saved: dict, config: dict) -> list[str]:
+def changed_run_keys(saved: dict, config: dict) -> str:
     """The keys a trained run fixes (``RUN_KEYS`` but ``RESUMABLE_KEYS``) whose value in ``config`` differs from
-    the run's saved config ``saved`` (``read_run_config``)."""
-    return [k for k in config if k in RUN_KEYS - RESUMABLE_KEYS and saved.get(k) != config[k]]
+    the run's saved config ``saved`` (``read_run_config``), the first five as 'key: old (trained) -> new
+    (wanted)'; empty when none differs."""
+    keys = [k for k in config if k in RUN_KEYS - RESUMABLE_KEYS and saved.get(k) != config[k]]
+    return ', '.join(f'{k}: {saved.get(k)!r} (trained) -> {config[k]!r} (wanted)' for k in keys[:5])
 
 
 def write_run_config(run: str | os.PathLike, config: dict) -> None:

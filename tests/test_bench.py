@@ -57,3 +57,16 @@ def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
 
 def test_bench_refuses_two_settings():
     assert_user_error(run_script('-m', 'bench.bench', '--quick', '--full'), '--quick, --cpu and --full')
+
+
+def test_profile_step_profiles_a_training_step_and_a_rollout_step_of_each_mode(tmp_path):
+    out = tmp_path / 'profile.json'
+    proc = run_script('-m', 'bench.profile_step', '--quick', '--device', 'cpu', '--modes', 'standard,sliding',
+                      '--top', '3', '--json', out, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summaries = json.loads(out.read_text())
+    assert [s['mode'] for s in summaries] == ['standard', 'sliding']
+    for s in summaries:
+        assert s['batch'] == 16 and s['device'] == 'cpu'  # the quick setting's train_batch_size
+        assert s['train']['wall_ms'] > 0 and s['rollout_step']['wall_ms'] > 0
+    assert '=== sliding rollout_step (batch 16 on cpu)' in proc.stdout

@@ -117,9 +117,9 @@ class InContextRollout:
 
 
 def rollout_on_tasks(model: ADTransformer, config: dict, tasks: np.ndarray, streams: int, device,
-                     greedy: bool = False) -> InContextRollout:
+                     greedy: bool = False, compress_trigger: str | None = None) -> InContextRollout:
     """``streams`` rollouts of each task (tasks (G, task_dim)), goal-major rows (G * streams), with the config's
-    evaluation settings (``eval_compress_trigger``, ``eval_seed``)."""
+    evaluation settings (``eval_compress_trigger`` unless ``compress_trigger`` is given, ``eval_seed``)."""
     rows = torch.as_tensor(np.repeat(tasks, streams, axis=0), device=device)
-    return InContextRollout(model, config, rows, greedy=greedy, compress_trigger=config['eval_compress_trigger'],
-                            seed=config['eval_seed'])
+    return InContextRollout(model, config, rows, greedy=greedy, seed=config['eval_seed'],
+                            compress_trigger=compress_trigger or config['eval_compress_trigger'])

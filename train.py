@@ -118,6 +118,7 @@ class Run:
         self.step = 0
         # whole-run figures of the segments before this one (a run resumed from a checkpoint)
         self.before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
+        self.elapsed: float | None = None  # this segment's training seconds, once its loop has ended
         self.last_test: dict = {}
         self.writer = None
 
@@ -223,7 +224,10 @@ class Run:
     def progress(self) -> dict:
         """Whole-run figures up to now: every earlier segment (from the checkpoint resumed) plus this one."""
         peak, peak_kind = peak_memory_mib(self.device)
-        return {'seconds': self.before['seconds'] + time.time() - self.t0,
+        # the segment's clock stops with its training loop, so the summary (written after the logs are closed)
+        # counts the same seconds as its last_segment
+        seconds = self.elapsed if self.elapsed is not None else time.time() - self.t0
+        return {'seconds': self.before['seconds'] + seconds,
                 'action_targets': self.before['action_targets'] + (self.step - self.step0) * self.targets_per_step,
                 'peak_mib': max(self.before['peak_mib'], peak), 'peak_kind': peak_kind,
                 'segments': self.before['segments'] + 1, 'complete': self.before['complete']}

@@ -1,5 +1,9 @@
-"""bench.device_run's stages: a failed stage is recorded and the next one runs; a spent budget skips the rest."""
+"""bench.device_run: a failed stage is recorded and the next one runs, a spent budget skips the rest, bad
+arguments are refused before anything is written."""
+from math import inf
+
 from bench.device_run import Stages
+from tests.helpers import assert_user_error, run_script
 
 
 def test_a_failed_stage_does_not_stop_the_run_and_the_budget_bounds_it():
@@ -11,3 +15,14 @@ def test_a_failed_stage_does_not_stop_the_run_and_the_budget_bounds_it():
     assert stages.outcomes == {'fails': 'failed: exit code 3', 'works': 'ok', 'too long': 'cut off: budget spent',
                                'after': 'skipped: budget spent'}
     assert set(stages.timings) == {'fails', 'works', 'too long'} and stages.timings['too long'] < 40
+
+
+def test_device_run_refuses_a_number_of_jobs_below_one(tmp_path):
+    proc = run_script('-m', 'bench.device_run', '--out', tmp_path / 'out', '--keytodoor', '--jobs', '0')
+    assert_user_error(proc, '--jobs 0', '1 or more')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_an_unbounded_budget_runs_every_stage():
+    stages = Stages(budget_s=inf)
+    assert stages.run('works', ['-c', 'pass']) and stages.outcomes == {'works': 'ok'}

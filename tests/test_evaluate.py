@@ -410,3 +410,21 @@ def test_the_train_task_probe_rolls_out_on_training_and_held_out_tasks_and_write
     assert all(len(line) == 12 for line in lines)  # the mean, then five fifths
     assert files_of(run_copy) == before
     assert_user_error(run_script('-m', 'bench.train_task_probe', run_copy, '--episodes', '3'), 'at least 5')
+
+
+def test_compare_runs_tabulates_and_draws_evaluated_runs_and_refuses_unevaluated_ones(run_copy, tmp_path, monkeypatch):
+    unevaluated = tmp_path / 'unevaluated'
+    shutil.copytree(run_copy, unevaluated)
+    assert_user_error(run_script('-m', 'bench.compare_runs', f'a={unevaluated}'), 'evaluate.py')
+    assert_user_error(run_script('-m', 'bench.compare_runs', str(unevaluated)), 'LABEL=RUN_DIR')
+    evaluate_in_process(monkeypatch, run_copy, 'device=cpu')
+    figure = tmp_path / 'figs' / 'runs.png'
+    proc = run_script('-m', 'bench.compare_runs', '--figure', figure, f'first={run_copy}', f'again={run_copy}')
+    assert proc.returncode == 0, proc.stderr
+    returns = np.load(run_copy / 'eval_result.npy')  # (rollouts, episodes)
+    rows = [line.split('|') for line in proc.stdout.splitlines() if line.startswith('| first') or
+            line.startswith('| again')]
+    assert len(rows) == 2 and rows[0][2:] == rows[1][2:]
+    assert float(rows[0][2]) == pytest.approx(returns.mean(), abs=0.006)
+    assert float(rows[0][3]) == pytest.approx(returns[:, -max(1, returns.shape[1] // 10):].mean(), abs=0.006)
+    assert figure.stat().st_size > 0

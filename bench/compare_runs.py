@@ -1,0 +1,87 @@
+"""Side by side: evaluated runs' in-context curves on their held-out tasks, as one table and one figure.
+
+    python -m bench.compare_runs --figure docs/runs.png sliding=runs/cpu/AD-darkkeytodoor-sliding-seed0 \
+        compressed=runs/cpu/AD-darkkeytodoor-compressed-seed0
+
+Each ``LABEL=RUN_DIR`` names a run that ``evaluate.py`` has evaluated at its own setting (its eval_result.npy). For
+each it prints the mean return over all episodes, over the last 10% of them and by tenths of the episodes, the
+held-out action accuracy and the training seconds; ``--figure`` draws the curves (mean ± 1 std over rollouts) with
+the PPO source of every dataset the runs were trained on, on the same held-out tasks. One row per run: for
+single runs (a direction, not a comparison); example_compressed_training.py compares modes over seeds and splits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compressed_ad.env import task_split
+from compressed_ad.history_file import dataset_path, ppo_source_curve
+from compressed_ad.plots import plot_in_context_curves, std_band
+from compressed_ad.run_files import EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, read_run_config
+from compressed_ad.utils import UserError, run_main
+
+
+def parse_run(item: str) -> tuple[str, Path]:
+    """'LABEL=RUN_DIR' -> (label, run directory), refusing a run without its own evaluation."""
+    label, sep, path = item.partition('=')
+    if not sep or not label or not path:
+        raise UserError(f"'{item}': give each run as LABEL=RUN_DIR, e.g. sliding=runs/cpu/AD-darkroom-sliding-seed0.")
+    run = Path(path)
+    if not (run / EVAL_RESULT).is_file():
+        raise UserError(f"{run}: no {EVAL_RESULT} there. Evaluate the run first: python evaluate.py {run}")
+    return label, run
+
+
+def read_json(file: Path) -> dict:
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def table_row(label: str, returns: np.ndarray, run: Path) -> str:
+    """One markdown row. returns: (rollouts, episodes) episode returns on the held-out tasks."""
+    curve = returns.mean(0)                                  # (episodes,)
+    E = len(curve)
+    tenths = ' '.join(f'{part.mean():.2f}' for part in np.array_split(curve, min(10, E)))
+    train = read_json(run / TRAIN_SUMMARY)
+    acc = train.get('final_test', {}).get('acc_action')
+    seconds = train.get('seconds')
+    return (f"| {label} | {curve.mean():.2f} | {curve[-max(1, E // 10):].mean():.2f} | {tenths} | "
+            f"{'-' if acc is None else f'{acc:.3f}'} | {'-' if seconds is None else f'{seconds:.0f}'} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('runs', nargs='+', metavar='LABEL=RUN_DIR')
+    parser.add_argument('--figure', help='write the curves to this PNG file')
+    parser.add_argument('--title', default='in-context learning on held-out tasks, one run each')
+    args = parser.parse_args()
+    runs = [parse_run(item) for item in args.runs]
+
+    print('| run | mean return | last 10% | by tenths of the episodes | test/acc_action | training s |')
+    print('|---|---|---|---|---|---|')
+    bands, sources, oracle = {}, {}, []
+    for label, run in runs:
+        returns = np.load(run / EVAL_RESULT)                 # (rollouts, episodes)
+        print(table_row(label, returns, run))
+        bands[label] = std_band(returns)
+        oracle.append(read_json(run / EVAL_SUMMARY).get('oracle_mean', np.nan))
+        config = read_run_config(run)
+        source = (str(dataset_path(config)), tuple(task_split(config)[1]))
+        if source not in sources:
+            sources[source] = ppo_source_curve(config, task_split(config)[1])
+    if args.figure:
+        curves = [c for c in sources.values() if c is not None]
+        if len(curves) > 1:  # every PPO source but the first drawn as a line of its own, named by its file
+            for (path, _), curve in list(sources.items())[1:]:
+                if curve is not None:
+                    bands[f'PPO source: {Path(path).parent.name}/{Path(path).name}'] = (curve, curve, curve)
+        plot_in_context_curves(Path(args.figure), bands, float(np.nanmean(oracle)), curves[0] if curves else None,
+                               args.title)
+        print(f'Wrote {args.figure}')
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -5,9 +5,10 @@
 
 Each ``LABEL=RUN_DIR`` names a run that ``evaluate.py`` has evaluated at its own setting (its eval_result.npy). For
 each it prints the mean return over all episodes, over the last 10% of them and by tenths of the episodes, the
-held-out action accuracy and the training seconds; ``--figure`` draws the curves (mean ± 1 std over rollouts) with
-the PPO source of every dataset the runs were trained on, on the same held-out tasks. One row per run: for
-single runs (a direction, not a comparison); example_compressed_training.py compares modes over seeds and splits.
+held-out action accuracy and the training seconds; ``--figure`` draws the curves (mean ± 1 std over rollouts, or
+the means alone with ``--no-bands``) with the PPO source of every dataset the runs were trained on, on the same
+held-out tasks. One row per run: for single runs (a direction, not a comparison); example_compressed_training.py
+compares modes over seeds and splits.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def main():
     parser.add_argument('runs', nargs='+', metavar='LABEL=RUN_DIR')
     parser.add_argument('--figure', help='write the curves to this PNG file')
     parser.add_argument('--title', default='in-context learning on held-out tasks, one run each')
+    parser.add_argument('--no-bands', action='store_true', help='draw the mean curves only (for many runs)')
     args = parser.parse_args()
     runs = [parse_run(item) for item in args.runs]
 
@@ -65,7 +67,8 @@ def main():
     for label, run in runs:
         returns = np.load(run / EVAL_RESULT)                 # (rollouts, episodes)
         print(table_row(label, returns, run))
-        bands[label] = std_band(returns)
+        mean = returns.mean(0)
+        bands[label] = (mean, mean, mean) if args.no_bands else std_band(returns)
         oracle.append(read_json(run / EVAL_SUMMARY).get('oracle_mean', np.nan))
         config = read_run_config(run)
         source = (str(dataset_path(config)), tuple(task_split(config)[1]))
@@ -78,7 +81,7 @@ def main():
                 if curve is not None:
                     bands[f'PPO source: {Path(path).parent.name}/{Path(path).name}'] = (curve, curve, curve)
         plot_in_context_curves(Path(args.figure), bands, float(np.nanmean(oracle)), curves[0] if curves else None,
-                               args.title)
+                               args.title, 'mean over rollouts' if args.no_bands else 'mean ± 1 std over rollouts')
         print(f'Wrote {args.figure}')
     return 0
 

@@ -428,3 +428,6 @@ def test_compare_runs_tabulates_and_draws_evaluated_runs_and_refuses_unevaluated
     assert float(rows[0][2]) == pytest.approx(returns.mean(), abs=0.006)
     assert float(rows[0][3]) == pytest.approx(returns[:, -max(1, returns.shape[1] // 10):].mean(), abs=0.006)
     assert figure.stat().st_size > 0
+    lines_only = tmp_path / 'lines.png'
+    assert run_script('-m', 'bench.compare_runs', '--no-bands', '--figure', lines_only, f'a={run_copy}').returncode == 0
+    assert lines_only.stat().st_size > 0

@@ -7,7 +7,7 @@ Each ``LABEL=RUN_DIR`` names a run that ``evaluate.py`` has evaluated at its own
 each it prints the mean return over all episodes, over the last 10% of them and by tenths of the episodes, the
 held-out action accuracy and the training seconds; ``--figure`` draws the curves (mean ± 1 std over rollouts, or
 the means alone with ``--no-bands``) with the PPO source of every dataset the runs were trained on, on the same
-held-out tasks. One row per run: for single runs (a direction, not a comparison); example_compressed_training.py
+held-out tasks (named by the first run trained on it when there are several). One row per run: for single runs (a direction, not a comparison); example_compressed_training.py
 compares modes over seeds and splits.
 """
 from __future__ import annotations
@@ -72,16 +72,15 @@ def main():
         oracle.append(read_json(run / EVAL_SUMMARY).get('oracle_mean', np.nan))
         config = read_run_config(run)
         source = (str(dataset_path(config)), tuple(task_split(config)[1]))
-        if source not in sources:
-            sources[source] = ppo_source_curve(config, task_split(config)[1])
+        if source not in sources:  # the PPO source on these held-out tasks, named by the first run trained on it
+            sources[source] = (label, ppo_source_curve(config, task_split(config)[1]))
     if args.figure:
-        curves = [c for c in sources.values() if c is not None]
-        if len(curves) > 1:  # every PPO source but the first drawn as a line of its own, named by its file
-            for (path, _), curve in list(sources.items())[1:]:
-                if curve is not None:
-                    bands[f'PPO source: {Path(path).parent.name}/{Path(path).name}'] = (curve, curve, curve)
-        plot_in_context_curves(Path(args.figure), bands, float(np.nanmean(oracle)), curves[0] if curves else None,
-                               args.title, 'mean over rollouts' if args.no_bands else 'mean ± 1 std over rollouts')
+        curves = [(label, curve) for label, curve in sources.values() if curve is not None]
+        ppo = curves[0][1] if len(curves) == 1 else None
+        if len(curves) > 1:  # several datasets: each source drawn as a line of its own, named by its first run
+            bands.update({f'PPO source of {label}': (curve, curve, curve) for label, curve in curves})
+        plot_in_context_curves(Path(args.figure), bands, float(np.nanmean(oracle)), ppo, args.title,
+                               'mean over rollouts' if args.no_bands else 'mean ± 1 std over rollouts')
         print(f'Wrote {args.figure}')
     return 0
 

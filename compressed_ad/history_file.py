@@ -191,7 +191,9 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
     """Check that the file fits the config before any training work. Returns facts about the file."""
     path = f.filename
     stored = file_config(f)
-    for key in ('env', 'n_tasks', 'task_seed'):  # which tasks the file holds
+    # which tasks the file holds, and the rollout length its regions follow (a file of another n_steps would train
+    # the run on data its config.yaml does not describe)
+    for key in ('env', 'n_tasks', 'task_seed', 'n_steps'):
         if key in stored and stored[key] != config[key]:
             raise UserError(f"Dataset '{path}' was collected with {key}={stored[key]!r} but the config has "
                             f"{key}={config[key]!r}. Use {key}={stored[key]!r}, or collect for this config "

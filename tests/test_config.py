@@ -23,14 +23,14 @@ def test_merge_order_include_quick_and_overrides():
 
 
 def test_key_to_door_gives_every_mode_regions_of_its_own_rollouts_and_dark_room_keeps_its_values():
-    """Key-to-Door's rollouts are 100 steps (two whole episodes): every mode's context follows them, while Dark
+    """Key-to-Door's rollouts are 200 steps (four whole episodes): every mode's context follows them, while Dark
     Room's files keep the values the quick-start documents."""
     kd = {mode: load_config(file, env='darkkeytodoor') for mode, file in model_configs().items()}
     dr = {mode: load_config(file) for mode, file in model_configs().items()}
-    assert {mode: c['n_steps'] for mode, c in kd.items()} == dict.fromkeys(kd, 100)
-    assert kd['compressed']['compress_interval'] == kd['memory']['compress_interval'] == 100
-    assert kd['compressed']['n_transit'] == kd['memory']['n_transit'] == 200  # previous + current region
-    assert kd['standard']['n_transit'] == kd['sliding']['n_transit'] == 300   # three rollouts
+    assert {mode: c['n_steps'] for mode, c in kd.items()} == dict.fromkeys(kd, 200)
+    assert kd['compressed']['compress_interval'] == kd['memory']['compress_interval'] == 200
+    assert kd['compressed']['n_transit'] == kd['memory']['n_transit'] == 400  # previous + current region
+    assert kd['standard']['n_transit'] == kd['sliding']['n_transit'] == 300   # six episodes
     assert kd['memory']['memory_tokens'] == dr['memory']['memory_tokens'] > 0  # the mode's own key still applies
     assert (dr['compressed']['n_transit'], dr['compressed']['compress_interval'], dr['standard']['n_transit'],
             dr['sliding']['n_transit'], dr['standard']['n_steps']) == (160, 80, 240, 240, 80)
@@ -41,7 +41,7 @@ def test_an_environment_s_values_yield_to_a_later_file_and_to_overrides(tmp_path
     own.write_text('include: config/model/ad_dr.yaml\nn_transit: 120\n')
     config = load_config(str(own), env='darkkeytodoor', overrides=['compress_interval=50'])
     assert config['n_transit'] == 120 and config['compress_interval'] == 50
-    assert load_config(str(own), env='darkkeytodoor')['compress_interval'] == 100  # not set again: the env's value
+    assert load_config(str(own), env='darkkeytodoor')['compress_interval'] == 200  # not set again: the env's value
 
 
 def test_an_environment_file_may_only_set_the_keys_of_the_file_it_is_named_after(tmp_path, monkeypatch):

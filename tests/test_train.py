@@ -123,6 +123,14 @@ def test_compressed_config_checks(workdir, tiny_dataset, extra, needles):
     assert_user_error(run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, *extra), *needles)
 
 
+def test_a_dataset_of_another_rollout_length_is_refused_in_every_mode(tmp_path, workdir, tiny_dataset):
+    for mode in ([], [*COMPRESSED, *TINY_COMPRESSED]):  # e.g. a file kept from before a default n_steps changed
+        proc = run_script('train.py', *TINY_STANDARD, *mode, *workdir, 'n_steps=16', 'compress_interval=16',
+                          'n_transit=32')
+        assert_user_error(proc, 'collected with n_steps=8', 'n_steps=16', 'Use n_steps=8')
+    assert not (tmp_path / 'runs').exists()
+
+
 def test_grid_mismatch_is_refused(workdir, tiny_dataset):
     assert_user_error(run_script('train.py', *TINY_STANDARD, *workdir, 'grid_size=7'), 'grid', 'grid_size=7')
 

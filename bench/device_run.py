@@ -41,7 +41,7 @@ from pathlib import Path
 from compressed_ad.config_schema import load_config
 from compressed_ad.context_modes import model_configs
 from compressed_ad.run_files import EVAL_SUMMARY, TRAIN_SUMMARY, run_dir
-from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, run_main
+from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, read_json, run_main
 
 MODES = model_configs()  # {mode name: model config file}
 FULL_RUN_STEPS = 50_000
@@ -80,13 +80,6 @@ class Stages:
         self.timings[title] = round(time.time() - start, 1)
         print(f"=== {title}: {self.outcomes[title]} after {self.timings[title]} s", flush=True)
         return self.outcomes[title] == 'ok'
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: list[str], paths: list[str]) -> dict:

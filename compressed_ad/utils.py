@@ -1,9 +1,10 @@
-"""Shared plumbing: user errors, atomic writes, devices (choice, autocast, peak memory) and script entry.
+"""Shared plumbing: user errors, atomic writes, reading JSON results, devices (choice, autocast, peak memory) and script entry.
 
 Nothing here knows about Dark Room, PPO or transformers; the configuration lives in ``config_schema.py``.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -45,6 +46,14 @@ def atomic_path(final: str | os.PathLike, suffix: str = ''):
 def atomic_write_text(final: str | os.PathLike, text: str) -> None:
     with atomic_path(final) as tmp:
         Path(tmp).write_text(text)
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON in ``path``, or None when it is missing or unreadable (results not written yet)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------- devices

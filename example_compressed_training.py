@@ -37,20 +37,28 @@ from compressed_ad.history_file import dataset_path, ppo_source_curve
 from compressed_ad.plots import plot_in_context_curves
 from compressed_ad.run_files import (EVAL_RESULT, EVAL_SUMMARY, TRAIN_SUMMARY, checkpoints, eval_output_dir,
                                      changed_run_keys, eval_setting, read_run_config, run_dir, run_finished)
-from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, run_main
+from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, parse_args, read_json, run_main
 
 MODES = model_configs()  # {mode name: model config file}
 # Variants compared as modes of their own, each trained from a mode's config into a runs_dir sub-folder of its name
-# (so its runs never collide with the mode's): what compression costs beyond a shorter context, compressed AD
-# at the same training wall time as standard AD, and memory trained with rows that start at random windows.
-EQUAL_CONTEXT, COMPUTE_MATCHED, MEMORY_RANDOM_START = 'standard-160', 'compressed-matched', 'memory-random-start'
-VARIANTS = {EQUAL_CONTEXT: 'standard', COMPUTE_MATCHED: 'compressed', MEMORY_RANDOM_START: 'memory'}
+# (so its runs never collide with the mode's): what compression costs beyond a shorter context (standard AD with
+# compressed AD's longest context, named by it: standard-160 in Dark Room, standard-400 in Dark Key-to-Door),
+# compressed AD at the training wall time of another mode, and memory trained with rows that start at random windows.
+EQUAL_CONTEXT, COMPUTE_MATCHED, MEMORY_RANDOM_START = 'standard-{n}', 'compressed-matched', 'memory-random-start'
 DEFAULT_MODES = ('standard', 'compressed')
-# the paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline
-PAIRS = (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'), (EQUAL_CONTEXT, 'standard'),
-         ('compressed', EQUAL_CONTEXT), (COMPUTE_MATCHED, 'standard'), (COMPUTE_MATCHED, 'compressed'),
-         ('sliding', 'standard'), ('compressed', 'sliding'), (MEMORY_RANDOM_START, 'memory'),
-         (MEMORY_RANDOM_START, 'compressed'), (MEMORY_RANDOM_START, 'standard'))
+# where the compute-matched budget's speed ratio is kept: bench.bench's JSON rows of the two modes, measured side
+# by side in one command while no run of this invocation trains (reused while the file exists)
+SPEED_FILE = 'speed_ratio.json'
+
+
+def paired_comparisons(equal_context: str, matched_to: str) -> tuple[tuple[str, str], ...]:
+    """The paired comparisons, (candidate, baseline): each reads candidate - baseline and candidate / baseline."""
+    return (('compressed', 'standard'), ('memory', 'compressed'), ('memory', 'standard'), (equal_context, 'standard'),
+            ('compressed', equal_context), (COMPUTE_MATCHED, matched_to), (COMPUTE_MATCHED, 'compressed'),
+            ('sliding', 'standard'), ('compressed', 'sliding'), (MEMORY_RANDOM_START, 'memory'),
+            (MEMORY_RANDOM_START, 'compressed'), (MEMORY_RANDOM_START, 'standard'))
+
+
 EVAL_PASS_THROUGH = ('device', 'datasets_dir', 'bf16')  # overrides that evaluate.py accepts besides eval_*
 
 
@@ -74,14 +82,16 @@ class Steps:
         self.running: list[tuple[str, list[str], subprocess.Popen, float, Path]] = []
         self.failed: list[str] = []
 
-    def run(self, title: str, args: list[str]) -> None:
+    def run(self, title: str, args: list[str], log_name: str) -> None:
+        """``log_name`` names the log of a parallel step: it must tell apart every run that a ``runs_dir`` can hold
+        (mode, seed and split), so that two invocations sharing it never write one log."""
         if self.jobs == 1:
             run_step(title, args, self.timings)
             return
         while len(self.running) >= self.jobs:
             self._reap()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / (title.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '') + '.log')
+        log = self.log_dir / f'{log_name}.log'
         env = dict(os.environ)
         env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // self.jobs)))
         print(f"\n=== {title}: python {' '.join(args)}  (output: {log})", flush=True)
@@ -120,39 +130,54 @@ class Plan:
 
     def __init__(self, args):
         self.presets, self.user, self.env = presets_of(args), list(args.overrides), args.env
-        self.modes = list(args.modes or DEFAULT_MODES)
-        if args.compute_matched:
-            self.modes += [m for m in ('standard', 'compressed', COMPUTE_MATCHED) if m not in self.modes]
-        unknown = [m for m in self.modes if m not in MODES and m not in VARIANTS]
-        if unknown or not self.modes:
-            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join([*MODES, *VARIANTS])} (e.g. "
-                              f"--modes standard,compressed,memory).")
-        if COMPUTE_MATCHED in self.modes and not {'standard', 'compressed'} <= set(self.modes):
-            raise ConfigError(f"--modes {COMPUTE_MATCHED} needs standard and compressed too: its step budget comes "
-                              f"from their measured training speeds (or pass --compute-matched).")
         self.flags = preset_flags(self.presets) + (['--env', self.env] if self.env != DEFAULT_ENV else [])
         for key, option in (('seed', '--seeds'), ('env_split_seed', '--splits')):
             if any(o.split('=', 1)[0] == key for o in self.user) and getattr(args, option[2:]) is not None:
                 raise ConfigError(f"Both {option} and the override {key}=... choose the {key}; use one of them.")
         base = load_config(presets=self.presets, overrides=self.user, env=self.env)  # bad ones fail before any work
+        compressed = load_config(MODES['compressed'], self.presets, self.user, self.env)
+        self.equal_context = EQUAL_CONTEXT.format(n=compressed['n_transit'])
+        self.variants = {self.equal_context: 'standard', COMPUTE_MATCHED: 'compressed', MEMORY_RANDOM_START: 'memory'}
+        self.matched_to = args.compute_matched or 'standard'
+        self.modes = list(args.modes or DEFAULT_MODES)
+        if args.compute_matched:
+            self.modes += [m for m in (self.matched_to, 'compressed', COMPUTE_MATCHED) if m not in self.modes]
+        unknown = [m for m in self.modes if m not in MODES and m not in self.variants]
+        if unknown or not self.modes:
+            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join(self.all_modes())} (e.g. "
+                              f"--modes standard,compressed,memory).")
+        if self.matched_to not in MODES or self.matched_to == 'compressed':
+            raise ConfigError(f"--compute-matched {self.matched_to}: name the mode whose training wall time compressed "
+                              f"AD is given, among {', '.join(m for m in MODES if m != 'compressed')}.")
+        if COMPUTE_MATCHED in self.modes and not {self.matched_to, 'compressed'} <= set(self.modes):
+            raise ConfigError(f"--modes {COMPUTE_MATCHED} needs {self.matched_to} and compressed too: its step budget "
+                              f"is {self.matched_to}'s, scaled by their speed ratio (or pass --compute-matched "
+                              f"{self.matched_to}).")
         self.seeds = args.seeds if args.seeds is not None else [base['seed']]
         self.splits = args.splits if args.splits is not None else [base['env_split_seed']]
         self.base = base
+        self._speed_ratio = None
+
+    def all_modes(self) -> list[str]:
+        return [*MODES, *self.variants]
+
+    def pairs_compared(self) -> tuple[tuple[str, str], ...]:
+        return paired_comparisons(self.equal_context, self.matched_to)
 
     def overrides(self, seed: int, split: int) -> list[str]:
         return [f'seed={seed}', f'env_split_seed={split}', *self.user]
 
     def config_file(self, mode: str) -> str:
-        return MODES[VARIANTS.get(mode, mode)]
+        return MODES[self.variants.get(mode, mode)]
 
     def mode_overrides(self, mode: str, seed: int, split: int) -> list[str]:
         """The overrides of one run: seed and split, the user's, then the variant's own."""
         overrides = self.overrides(seed, split)
-        if mode not in VARIANTS:
+        if mode not in self.variants:
             return overrides
         base = load_config(self.config_file(mode), self.presets, overrides, self.env)
         variant = [f"runs_dir={Path(base['runs_dir']) / mode}"]
-        if mode == EQUAL_CONTEXT:  # compressed AD's longest context: two regions
+        if mode == self.equal_context:  # compressed AD's longest context: two regions
             compressed = load_config(MODES['compressed'], self.presets, overrides, self.env)
             variant.append(f"n_transit={compressed['n_transit']}")
         if mode == COMPUTE_MATCHED:
@@ -161,24 +186,54 @@ class Plan:
             variant.append('memory_walk_start=random')
         return overrides + variant
 
-    def matched_steps(self) -> int:
-        """Standard AD's step budget x the measured training speed of compressed over standard AD (the mean ratio
-        of steps/s over this invocation's paired runs): compressed AD trained for standard's wall time."""
-        ratios, steps = [], None
-        for seed, split in self.pairs():
+    def speed_file(self) -> Path:
+        return Path(self.base['runs_dir']) / COMPUTE_MATCHED / SPEED_FILE
+
+    def speed_command(self) -> list[str]:
+        """The benchmark that measures the two modes' training steps side by side, at this invocation's setting."""
+        return ['-m', 'bench.bench', '--modes', f'{self.matched_to},compressed', '--env', self.env,
+                *preset_flags(self.presets), '--steps', '40', '--warmup', '10', '--eval-steps', '1',
+                '--json', str(self.speed_file()),
+                *[o for o in self.user if o.split('=', 1)[0] in ('device', 'compile', 'bf16') or
+                  o.split('=', 1)[0].startswith('tf_')]]
+
+    def speed_ratio(self) -> float:
+        """Compressed AD's training steps/s over ``matched_to``'s, from ``speed_file`` (the mean over its rows of
+        each mode at the mode's own batch size)."""
+        if self._speed_ratio is None:
+            rows = read_json(self.speed_file())
+            if rows is None:
+                raise UserError(f"The {COMPUTE_MATCHED} runs train for {self.matched_to} AD's wall time, and its "
+                                f"speed ratio '{self.speed_file()}' is not measured yet: it is measured once the "
+                                f"{self.matched_to} and compressed runs are trained (--mode train or all, with the "
+                                f"same options).")
             speed = {}
-            for mode in ('standard', 'compressed'):
-                config = self.config(mode, seed, split)
-                path = run_dir(config) / TRAIN_SUMMARY
-                if not path.exists():
-                    raise UserError(f"The {COMPUTE_MATCHED} runs train for standard AD's wall time, measured on the "
-                                    f"finished standard and compressed runs, and '{path}' does not exist yet. Train "
-                                    f"those first (--mode train with the same options; --compute-matched orders "
-                                    f"them first).")
-                speed[mode] = json.loads(path.read_text())['steps_per_s']
-                steps = config['train_timesteps'] if mode == 'standard' else steps
-            ratios.append(speed['compressed'] / speed['standard'])
-        return max(1, round(steps * float(np.mean(ratios))))
+            for mode in (self.matched_to, 'compressed'):
+                measured = [r['steps_per_s'] for r in rows if r['mode'] == mode and r['config'] == 'default']
+                if not measured or any(r.get('env', DEFAULT_ENV) != self.env for r in rows):
+                    raise UserError(f"'{self.speed_file()}' holds no {mode} row measured in {self.env}, so it cannot "
+                                    f"give the {COMPUTE_MATCHED} budget. Delete it to measure again.")
+                speed[mode] = float(np.mean(measured))
+            self._speed_ratio = speed['compressed'] / speed[self.matched_to]
+        return self._speed_ratio
+
+    def measure_speed(self, timings: dict) -> None:
+        """Measure the speed ratio once (reused while ``speed_file`` exists), while no run of this plan trains."""
+        if COMPUTE_MATCHED not in self.modes:
+            return
+        if self.speed_file().exists():
+            print(f"\n=== speed ratio: reusing '{self.speed_file()}'")
+        else:
+            self.speed_file().parent.mkdir(parents=True, exist_ok=True)
+            run_step('speed ratio', self.speed_command(), timings)
+        print(f"=== {COMPUTE_MATCHED}: compressed / {self.matched_to} training steps/s = {self.speed_ratio():.3f}, "
+              f"so {self.matched_steps()} steps", flush=True)
+
+    def matched_steps(self) -> int:
+        """``matched_to``'s step budget x the speed ratio of compressed over it: compressed AD trained for
+        ``matched_to``'s wall time."""
+        steps = load_config(MODES[self.matched_to], self.presets, self.user, self.env)['train_timesteps']
+        return max(1, round(steps * self.speed_ratio()))
 
     def config(self, mode: str, seed: int, split: int):
         return load_config(self.config_file(mode), self.presets, self.mode_overrides(mode, seed, split), self.env)
@@ -207,8 +262,11 @@ def refuse_another_run(run: Path, config: dict) -> None:
 
 
 def train(plan: Plan, steps: Steps) -> None:
-    # every run of the modes first, then the variants' (the compute-matched budget is measured on the former)
-    for modes in ([m for m in plan.modes if m not in VARIANTS], [m for m in plan.modes if m in VARIANTS]):
+    # every run of the modes first, then the variants' (the compute-matched budget is measured in between)
+    for group, modes in enumerate(([m for m in plan.modes if m not in plan.variants],
+                                   [m for m in plan.modes if m in plan.variants])):
+        if group == 1:
+            plan.measure_speed(steps.timings)
         for (seed, split), mode in product(plan.pairs(), modes):
             config = plan.config(mode, seed, split)
             run, title = run_dir(config), f'train {mode} AD{plan.label(seed, split)}'
@@ -218,7 +276,7 @@ def train(plan: Plan, steps: Steps) -> None:
                 steps.timings[title] = None
                 continue
             steps.run(title, ['train.py', '--config', plan.config_file(mode), *plan.flags,
-                              *plan.mode_overrides(mode, seed, split)])
+                              *plan.mode_overrides(mode, seed, split)], f'train_{mode}_seed{seed}_split{split}')
         steps.wait()
 
 
@@ -242,7 +300,8 @@ def evaluate(plan: Plan, steps: Steps) -> None:
             print(f"\n=== {title}: reusing '{summary}' (same settings, newer than the last checkpoint)")
             steps.timings[title] = None
             continue
-        steps.run(title, ['evaluate.py', str(run), *preset_flags(plan.presets), *eval_overrides])
+        steps.run(title, ['evaluate.py', str(run), *preset_flags(plan.presets), *eval_overrides],
+                  f'evaluate_{mode}_seed{seed}_split{split}')
     steps.wait()
 
 
@@ -301,9 +360,9 @@ def quick_start_table(rows: dict) -> str:
     return '\n'.join(lines)
 
 
-def aggregate(rows: dict) -> dict:
+def aggregate(rows: dict, pairs: tuple[tuple[str, str], ...]) -> dict:
     """Per-mode rliable estimates over the (seeds x splits) score matrix of the runs, and the paired comparisons
-    (``PAIRS``) of the modes compared; intervals: stratified bootstrap over seeds within splits (``comparison``)."""
+    (``pairs`` whose two modes are compared); intervals: stratified bootstrap over seeds within splits (``comparison``)."""
     out = {'modes': {}, 'n_runs': len(next(iter(rows.values()))), 'paired': {}}
     for mode, records in rows.items():
         def est(value, statistic='mean', records=records):
@@ -321,7 +380,7 @@ def aggregate(rows: dict) -> dict:
             'eval_seconds': est('eval_seconds'),
         }
     pick = stats.score_matrix  # (records, key) -> (n_seeds, n_splits), the same order for every mode
-    for candidate, baseline in compared_pairs(rows):
+    for candidate, baseline in compared_pairs(rows, pairs):
         b, c = rows[baseline], rows[candidate]
         out['paired'][f'{candidate} vs {baseline}'] = {
             'difference_mean_return': stats.paired_difference(pick(c, 'mean'), pick(b, 'mean')),
@@ -334,8 +393,8 @@ def aggregate(rows: dict) -> dict:
     return out
 
 
-def compared_pairs(rows: dict) -> list[tuple[str, str]]:
-    return [(c, b) for c, b in PAIRS if c in rows and b in rows]
+def compared_pairs(rows: dict, pairs: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    return [(c, b) for c, b in pairs if c in rows and b in rows]
 
 
 def by_distance(rows: dict, env: str, grid_size: int) -> dict:
@@ -453,7 +512,7 @@ def curves_figure(plan: Plan, rows: dict, file: Path) -> None:
 
 def compare(plan: Plan, timings: dict) -> None:
     rows = gather(plan)
-    agg = aggregate(rows)
+    agg = aggregate(rows, plan.pairs_compared())
     distances = by_distance(rows, plan.base['env'], plan.base['grid_size'])
     text = report(plan, rows, agg, distances, timings)
     runs_dir, figs_dir = Path(plan.base['runs_dir']), Path(plan.base['figs_dir'])
@@ -482,11 +541,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
     parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
-                        help=f"modes to train and compare, among {', '.join([*MODES, *VARIANTS])} (default: "
-                             f"standard,compressed)")
-    parser.add_argument('--compute-matched', action='store_true',
-                        help=f"also train and compare {COMPUTE_MATCHED}: compressed AD for standard AD's wall time "
-                             f"(standard's train_timesteps x the measured steps/s ratio), paired against both")
+                        help=f"modes to train and compare, among {', '.join(MODES)} and the variants "
+                             f"{EQUAL_CONTEXT.format(n='N')} (standard AD with compressed AD's context of N), "
+                             f"{COMPUTE_MATCHED} and {MEMORY_RANDOM_START} (default: standard,compressed)")
+    parser.add_argument('--compute-matched', nargs='?', const='standard', metavar='MODE',
+                        help=f"also train and compare {COMPUTE_MATCHED}: compressed AD for MODE's training wall time "
+                             f"(default standard; MODE's train_timesteps x compressed/MODE steps/s, measured side by "
+                             f"side by bench.bench into RUNS_DIR/{COMPUTE_MATCHED}/{SPEED_FILE}), paired against both")
     parser.add_argument('--seeds', type=int_list, metavar='N,N,...',
                         help="training seeds (the seed key), e.g. 0,1; default: the config's")
     parser.add_argument('--splits', type=int_list, metavar='N,N,...',

@@ -6,6 +6,7 @@
     python -m bench.bench --quick --device cpu              # tiny smoke run (seconds)
     python -m bench.bench --collect [--quick]               # PPO collection throughput instead
     python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to every mode
+    python -m bench.bench --device cpu --env darkkeytodoor  # Dark Key-to-Door's contexts and regions
 
 Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
 unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: every registered
@@ -56,10 +57,10 @@ import time
 import numpy as np
 import torch
 
-from compressed_ad.config_schema import load_config
+from compressed_ad.config_schema import DEFAULT_ENV, load_config
 from compressed_ad.context_modes import mode_of, model_configs
 from compressed_ad.dataset import WindowSampler
-from compressed_ad.env import task_indices, task_split, tasks_of
+from compressed_ad.env import ENVS, task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout, rollout_on_tasks
 from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
@@ -83,27 +84,29 @@ DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  
 
 
 # ----------------------------------------------------------------------------- configuration
-def mode_config(mode: str, presets: list[str], overrides: list[str], batch: int | None = None):
-    """The config of one mode (+ the setting's presets, the bench's quick sizes, the user's overrides and the
-    row's batch size)."""
+def mode_config(mode: str, presets: list[str], overrides: list[str], batch: int | None = None,
+                env: str = DEFAULT_ENV):
+    """The config of one mode in environment ``env`` (+ the setting's presets, the bench's quick sizes, the user's
+    overrides and the row's batch size)."""
     extra = []
     if 'quick' in presets:
         extra = QUICK_OVERRIDES + [f'n_transit={QUICK_N_TRANSIT[mode]}', f'sliding_tail={QUICK_N_TRANSIT[mode] // 3}']
     if batch is not None:
         overrides = list(overrides) + [f'train_batch_size={batch}']
-    return load_config(MODES[mode], presets, extra + list(overrides))
+    return load_config(MODES[mode], presets, extra + list(overrides), env)
 
 
 def row_specs(args) -> list[dict]:
     """Each mode at its own batch size, then both at the common one, without repeating a (mode, batch) row."""
-    defaults = {mode: mode_config(mode, args.presets, args.overrides)['train_batch_size'] for mode in MODES}
+    modes = args.modes or list(MODES)
+    defaults = {mode: mode_config(mode, args.presets, args.overrides, env=args.env)['train_batch_size'] for mode in MODES}
     equal = args.batch or defaults['standard']
     common = {'steps': args.steps, 'warmup': args.warmup, 'eval_steps': args.eval_steps, 'presets': args.presets,
-              'overrides': args.overrides, 'device': args.device}
-    specs = [dict(common, mode=m, config='default', batch=defaults[m]) for m in MODES]
-    specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in MODES if defaults[m] != equal]
+              'overrides': args.overrides, 'device': args.device, 'env': args.env}
+    specs = [dict(common, mode=m, config='default', batch=defaults[m]) for m in modes]
+    specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in modes if defaults[m] != equal]
     for spec in specs:
-        mode_config(spec['mode'], args.presets, args.overrides, spec['batch'])  # config errors now, not in a child
+        mode_config(spec['mode'], args.presets, args.overrides, spec['batch'], args.env)  # config errors now, not in a child
     return specs
 
 
@@ -178,7 +181,7 @@ def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
 def measure_row(spec: dict) -> dict:
     """One row, in this process: training (step time, peak memory), then evaluation."""
     device = torch.device(spec['device'])
-    config = mode_config(spec['mode'], spec['presets'], spec['overrides'], spec['batch'])
+    config = mode_config(spec['mode'], spec['presets'], spec['overrides'], spec['batch'], spec.get('env', DEFAULT_ENV))
     sampler = make_sampler(config, device, 'quick' in spec['presets'])
     if device.type == 'cuda':
         torch.cuda.empty_cache()
@@ -205,7 +208,7 @@ def measure_row(spec: dict) -> dict:
         'steps': spec['steps'], 'warmup': spec['warmup'],
         'n_params': sum(p.numel() for p in model.parameters()),
         'device': str(device), 'device_name': device_name(device), 'threads': torch.get_num_threads(),
-        'presets': spec['presets'], 'overrides': list(spec['overrides']),
+        'presets': spec['presets'], 'overrides': list(spec['overrides']), 'env': spec.get('env', DEFAULT_ENV),
     }
 
 
@@ -342,6 +345,10 @@ def parse_args(argv=None):
     parser.add_argument('--cpu', action='store_true', help='the --cpu setting (config/cpu.yaml); the default on a CPU')
     parser.add_argument('--full', action='store_true', help='the default (GPU-sized) configs, also on a CPU')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one row (JSON spec) and print it
+    parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
+                        help=f"measure these modes only (default: all of {', '.join(MODES)})")
+    parser.add_argument('--env', default=DEFAULT_ENV, choices=sorted(ENVS),
+                        help="the environment whose configs (and config/env/NAME/ overlays) the rows use")
     parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key in every mode')
     args = parser.parse_intermixed_args(argv)
     for name, (full, quick) in DEFAULT_COUNTS.items():
@@ -355,6 +362,9 @@ def parse_args(argv=None):
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
     if args.warmup < 0:
         raise UserError(f'--warmup must be >= 0, got {args.warmup}.')
+    if args.modes is not None and (not args.modes or set(args.modes) - set(MODES)):
+        raise UserError(f"--modes {','.join(args.modes)}: choose among {', '.join(MODES)} (e.g. --modes "
+                        f"sliding,compressed).")
     return args
 
 

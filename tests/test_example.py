@@ -64,6 +64,12 @@ def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path
                  'memory_unroll=2']
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
+    # the compute-matched budget's speed ratio, as bench.bench writes it (two rows per mode: their mean counts)
+    speed = tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json'
+    speed.parent.mkdir(parents=True)
+    speed.write_text(json.dumps([{'mode': m, 'config': c, 'steps_per_s': v, 'env': 'darkroom'} for m, c, v in (
+        ('standard', 'default', 2.0), ('standard', 'default', 2.2), ('compressed', 'default', 3.1),
+        ('compressed', 'default', 3.2), ('compressed', 'equal_batch', 9.0))]))
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes',
                       'standard,compressed,standard-160,memory,memory-random-start', '--compute-matched', '--jobs',
                       '2', *overrides)
@@ -71,22 +77,20 @@ def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path
     runs = tmp_path / 'runs'
     # two at a time: each script's output in its own log, the terminal keeps one line per start and end
     logs = sorted(p.name for p in (runs / 'logs').iterdir())
-    assert len(logs) == 12 and 'train_compressed-matched_AD.log' in logs, logs  # 6 modes, trained and evaluated
-    assert 'Finished 20 steps' in (runs / 'logs' / 'train_standard_AD.log').read_text()
+    assert len(logs) == 12 and 'train_compressed-matched_seed0_split0.log' in logs, logs  # 6 modes, trained and
+    assert 'Finished 20 steps' in (runs / 'logs' / 'train_standard_seed0_split0.log').read_text()  # evaluated
     assert proc.stdout.count(': done in ') == 12
 
     def saved(sub):
         return yaml.safe_load((runs / sub / 'config.yaml').read_text())
-
-    def speed(name):
-        return json.loads((runs / name / 'train_summary.json').read_text())['steps_per_s']
     # standard AD with compressed AD's longest context, in a folder of its own (the standard run is untouched)
     assert saved('standard-160/AD-darkroom-seed0')['n_transit'] == 160
     assert saved('AD-darkroom-seed0')['n_transit'] == 240
-    # compressed AD for standard AD's wall time: its step budget scales with the measured speeds
+    # compressed AD for standard AD's wall time: 20 steps x (3.1 + 3.2) / (2.0 + 2.2) = 30 (the benchmark's rows,
+    # not the speeds of the runs, which shared the cores)
     matched = saved('compressed-matched/AD-darkroom-compressed-seed0')
-    assert matched['use_compressed_context']
-    assert matched['train_timesteps'] == round(20 * speed('AD-darkroom-compressed-seed0') / speed('AD-darkroom-seed0'))
+    assert matched['use_compressed_context'] and matched['train_timesteps'] == 30
+    assert 'compressed / standard training steps/s = 1.500, so 30 steps' in proc.stdout
     # memory AD whose rows start their memory at random windows, beside memory AD as the rollout starts it
     assert saved('memory-random-start/AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'random'
     assert saved('AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'stream'
@@ -105,8 +109,8 @@ def test_a_failed_parallel_step_names_its_log_and_leaves_no_comparison(tmp_path,
     # the sliding mode's windows (240 + 80 transitions) do not fit these 240-step histories: its run fails
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes', 'standard,sliding',
                       '--jobs', '2', *overrides)
-    assert_user_error(proc, '1 step(s) failed', 'train sliding AD', 'train_sliding_AD.log')
-    assert 'longer than the histories' in (tmp_path / 'runs' / 'logs' / 'train_sliding_AD.log').read_text()
+    assert_user_error(proc, '1 step(s) failed', 'train sliding AD', 'train_sliding_seed0_split0.log')
+    assert 'longer than the histories' in (tmp_path / 'runs' / 'logs' / 'train_sliding_seed0_split0.log').read_text()
     assert (tmp_path / 'runs' / 'AD-darkroom-seed0' / 'ckpt-4.pt').exists()  # the other run finished
     assert not (tmp_path / 'runs' / 'comparison.md').exists()
 
@@ -114,6 +118,26 @@ def test_a_failed_parallel_step_names_its_log_and_leaves_no_comparison(tmp_path,
 def test_the_compute_matched_row_needs_its_baselines(workdir):
     proc = run_script('example_compressed_training.py', '--quick', '--modes', 'compressed-matched', *workdir)
     assert_user_error(proc, 'needs standard and compressed', '--compute-matched')
+    proc = run_script('example_compressed_training.py', '--quick', '--compute-matched', 'compressed', *workdir)
+    assert_user_error(proc, '--compute-matched compressed', 'among standard, memory, sliding')
+
+
+def test_the_compute_matched_budget_is_measured_side_by_side_before_its_runs_train(tmp_path, workdir):
+    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=10', 'eval_interval=10',
+                 'ckpt_interval=10', 'test_n_batches=1']
+    config = load_config(presets=['quick'], overrides=overrides)
+    write_synthetic_file(dataset_path(config), config)
+    early = run_script('example_compressed_training.py', '--print-config', '--quick', '--compute-matched', 'sliding',
+                       *overrides)
+    assert_user_error(early, 'not measured yet', 'sliding and compressed runs are trained')
+    proc = run_script('example_compressed_training.py', '--mode', 'train', '--quick', '--compute-matched', 'sliding',
+                      *overrides)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json').read_text())
+    assert {(r['mode'], r['env']) for r in rows} == {('sliding', 'darkroom'), ('compressed', 'darkroom')}
+    steps = int(re.search(r'compressed / sliding training steps/s = [\d.]+, so (\d+) steps', proc.stdout).group(1))
+    assert yaml.safe_load((tmp_path / 'runs' / 'compressed-matched' / 'AD-darkroom-compressed-seed0' /
+                           'config.yaml').read_text())['train_timesteps'] == steps
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):

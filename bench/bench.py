@@ -1,4 +1,4 @@
-"""Throughput and memory of standard, compressed and compressed-with-memory AD, side by side, in one command.
+"""Throughput and memory of every context mode (standard, compressed, memory, sliding), side by side, in one command.
 
     python -m bench.bench                                   # every mode on cuda if present, else cpu
     python -m bench.bench --device cpu --json bench_cpu.json

@@ -6,7 +6,7 @@
     dataset.py           training windows sampled on the device from the histories
     model/               the AD transformer, its token layout, losses, training step and in-context rollout
     context_modes.py     the context-mode interface (windows, rollout context, checks, run suffix) and registry
-    modes/               the built-in context modes: standard, compressed, compressed with memory
+    modes/               the built-in context modes: standard, compressed, compressed with memory, sliding window
     config_schema.py     every config key (type, check, scope), loading and merging YAML files
     run_files.py         run directories: naming, checkpoints, evaluation outputs
     comparison.py        statistics over runs (rliable)

@@ -1,6 +1,6 @@
 """Where a training run keeps its files: run-directory naming, checkpoints, and finding runs.
 
-A run directory ``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]`` holds
+A run directory ``{runs_dir}/{model}-{env}[-compressed[-memory]|-sliding]-seed{env_split_seed}[-trainseed{seed}]`` holds
 ``config.yaml``, checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation
 outputs: the run's own evaluation in the directory itself, any other in an ``eval-{setting}`` sub-directory.
 """
@@ -27,7 +27,7 @@ EVAL_EVENTS_SUFFIX = '.eval'  # TensorBoard event file of an evaluation (replace
 
 
 def run_dir(config: dict) -> Path:
-    """``{runs_dir}/{model}-{env}[-compressed[-memory]]-seed{env_split_seed}[-trainseed{seed}]``.
+    """``{runs_dir}/{model}-{env}[-compressed[-memory]|-sliding]-seed{env_split_seed}[-trainseed{seed}]``.
 
     ``seed{N}`` is the goal split (``env_split_seed``), as the quick-start names runs; the training seed is named only when it
     is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.

@@ -33,7 +33,7 @@ from compressed_ad.history_file import ppo_source_curve
 from compressed_ad.model.rollout import rollout_on_tasks
 from compressed_ad.plots import plot_in_context_curves, std_band
 from compressed_ad.run_files import (CONFIG_FILE, EVAL_CURVE, EVAL_EVENTS_SUFFIX, EVAL_RESULT, EVAL_SUMMARY,
-                                     eval_output_dir, eval_setting, find_latest_run, load_run_model,
+                                     eval_output_dir, eval_setting, find_latest_run, last_tenth, load_run_model,
                                      read_run_config)
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, parse_args, pick_device, run_main
 
@@ -136,7 +136,7 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
         'env': config['env'], 'goals': [[int(x) for x in g] for g in goals], 'env_indices': [int(i) for i in test_idx],
         'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,
         'mean_return': float(returns.mean()), 'std_return': float(returns.std()),
-        'mean_return_last_10pct': float(returns[:, -max(1, E // 10):].mean()),
+        'mean_return_last_10pct': float(last_tenth(returns).mean()),
         'oracle_mean': float(np.mean(oracle)),
         'max_context_tokens': rollout.max_ctx_len,
     }

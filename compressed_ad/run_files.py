@@ -26,6 +26,12 @@ EVAL_RESULT, EVAL_SUMMARY, EVAL_CURVE = 'eval_result.npy', 'eval_summary.json', 
 EVAL_EVENTS_SUFFIX = '.eval'  # TensorBoard event file of an evaluation (replaced by each re-evaluation)
 
 
+def last_tenth(returns):
+    """The last 10% of the episodes (at least one) of returns (..., episodes): what a run has learned in context,
+    reported as "last 10%" beside the mean over all episodes."""
+    return returns[..., -max(1, returns.shape[-1] // 10):]
+
+
 def run_dir(config: dict) -> Path:
     """``{runs_dir}/{model}-{env}[-compressed[-memory]|-sliding]-seed{env_split_seed}[-trainseed{seed}]``.
 

@@ -5,7 +5,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from compressed_ad import comparison as stats
-from example_compressed_training import aggregate, by_distance, per_goal_table
+from compressed_ad.protocol_tables import aggregate, by_distance, per_goal_table
 
 SEEDS, SPLITS = (0, 1), (0, 1, 2)
 
@@ -44,7 +44,8 @@ def test_offset_splits_paired_difference_and_probability_of_improvement_per_spli
     assert pooled == pytest.approx(2 / 3)
     assert round(poi['value'], 2) != 0.67
     # the example's aggregate reads the same numbers from the per-run records
-    paired = aggregate({'standard': baseline, 'compressed': candidate})['paired']['compressed vs standard']
+    paired = aggregate({'standard': baseline, 'compressed': candidate},
+                       (('compressed', 'standard'),))['paired']['compressed vs standard']
     assert paired['probability_of_improvement']['value'] == 1.0
     assert (paired['difference_mean_return']['low'], paired['difference_mean_return']['high']) == (1.0, 1.0)
 

@@ -87,8 +87,8 @@ def test_a_token_s_output_depends_only_on_its_window_not_on_where_its_sequence_s
     assert changed > 100 * max(same, 1e-6)  # and it reads all of it
 
 
-@pytest.mark.parametrize('tail, windows_of_8', [(TAIL, 6), (-1, 4)])
-def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tail, windows_of_8):
+@pytest.mark.parametrize('tail, n_windows, window_len', [(TAIL, 6, 16), (-1, 4, 24), (0, 8, 12)])
+def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tail, n_windows, window_len):
     written = load_config(overrides=TINY + workdir)
     write_synthetic_file(dataset_path(written), written)
     batches = {}
@@ -98,10 +98,12 @@ def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tai
         gen = torch.Generator().manual_seed(0)
         batches[name] = (train.sample(config['train_batch_size'], gen), train.targets_per_window())
     (standard, standard_per_window), (windows, per_window) = batches['standard'], batches['sliding']
-    # 8 of train_batch_size: 6 windows of 12 + 4, or (sliding_tail -1 = n_transit) 4 windows of 2 x 12
-    assert windows['action'].shape == (windows_of_8, 8 * WINDOW // windows_of_8)
-    assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW
-    assert per_window == standard_per_window == WINDOW
+    # worked by hand: train_batch_size 8 x n_transit 12 = 96 action targets a step, in 6 windows of 12 + 4 (each
+    # counts for 4/3 of a window of 12), 4 windows of 2 x 12 (sliding_tail -1 = n_transit), or 8 windows of 12
+    # (sliding_tail 0: no tail)
+    assert windows['action'].shape == (n_windows, window_len)
+    assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW == 96
+    assert per_window == standard_per_window == WINDOW == 96 // 8  # the targets counted, per window of the batch
     # the windows are consecutive transitions of one stream: the previous action is the one before's target
     assert torch.equal(windows['prev_action'][:, 1:], windows['action'][:, :-1])
 
@@ -121,6 +123,9 @@ def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, t
     assert 'windows of 16 tokens, 16 action targets each (one counts for 4/3 of train_batch_size)' in proc.stdout
     run = tmp_path / 'runs' / 'AD-darkroom-sliding-seed0'
     assert (run / 'ckpt-8.pt').exists()
+    summary = json.loads((run / 'train_summary.json').read_text())
+    # 8 steps x 6 windows x 16 action targets (as many as 8 standard windows of 12)
+    assert summary['action_targets_per_s'] * summary['seconds'] == pytest.approx(8 * 6 * 16)
     proc = run_script('evaluate.py', run)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run / 'eval_summary.json').read_text())

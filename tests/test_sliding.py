@@ -170,3 +170,27 @@ def test_windowed_attention_split_or_in_one_call_equals_a_dense_band():
         assert (out - reference).abs().max() < 1e-5, split_head
         grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
         assert all((g - r).abs().max() < 1e-5 for g, r in zip(grads, ref_grads)), split_head
+
+
+def test_the_reach_measurement_is_exact_at_the_receptive_field_and_sees_what_a_shorter_context_changes():
+    """bench/sliding_reach.py: given the receptive field, a step's action distribution and the rollout's actions
+    are the evaluation's own; given only the attention window, a model that reads further back acts otherwise."""
+    from bench.sliding_reach import measure, returns_from_last, rollout_stream
+    config = sliding()
+    model = random_model(config, seed=4)
+    field = receptive_field(config)  # 2 x 11 + 1 = 23
+    assert field == 23
+    goals = np.array([[4, 2], [0, 5], [8, 8]])
+    result = measure(model, config, goals, 1, field + 40, 8, torch.device('cpu'))
+    by_reach = {r['reach']: r for r in result['reaches']}
+    assert {WINDOW, WINDOW + TAIL, field} <= set(by_reach)
+    assert by_reach[field]['tv_max'] < 1e-5 and by_reach[field]['argmax_differs'] == 0
+    assert by_reach[WINDOW]['tv_mean'] > 1e-3
+    steps = 4 * config['horizon']  # 4 episodes, the window sliding from step 24 on
+    tokens, _ = rollout_stream(model, config, goals, 1, steps, torch.device('cpu'))
+    taken = tokens['prev_action'][:, 1:]  # the evaluation's actions at steps 0 .. steps - 2
+    rows = torch.as_tensor(goals)
+    returns, actions = returns_from_last(model, config, rows, 4, field)
+    assert torch.equal(actions[:, :-1], taken)
+    assert torch.equal(returns, InContextRollout(model, config, rows, seed=config['eval_seed']).run(4))
+    assert not torch.equal(returns_from_last(model, config, rows, 4, WINDOW)[1][:, :-1], taken)

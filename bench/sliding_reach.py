@@ -45,7 +45,7 @@ from compressed_ad.model import build_model, training
 from compressed_ad.model.layout import TRANSITION, no_action, obs_index
 from compressed_ad.model.rollout import FIELDS, InContextRollout
 from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG, receptive_field, train_window_len
-from compressed_ad.run_files import load_run_model, read_run_config
+from compressed_ad.run_files import CONFIG_FILE, load_run_model, read_run_config
 from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import UserError, atomic_write_text, pick_device, run_main
 
@@ -239,6 +239,9 @@ def main():
         model, config = train_tiny_model(args.train_steps, args.set)
         device, source = torch.device('cpu'), f'a tiny model trained {args.train_steps} steps on synthetic histories'
     else:
+        if not (args.run / CONFIG_FILE).exists():
+            raise UserError(f"'{args.run}' is not a run directory (it has no {CONFIG_FILE}). Give the directory of a "
+                            f"run trained with 'python train.py --config {SLIDING_MODEL_CONFIG}', or --tiny.")
         config, device = read_run_config(args.run), pick_device(args.device)
         if mode_of(config).name != 'sliding':
             raise UserError(f"'{args.run}' was trained in {mode_of(config).name} mode; the reach of a model's "

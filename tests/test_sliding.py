@@ -194,3 +194,12 @@ def test_the_reach_measurement_is_exact_at_the_receptive_field_and_sees_what_a_s
     assert torch.equal(actions[:, :-1], taken)
     assert torch.equal(returns, InContextRollout(model, config, rows, seed=config['eval_seed']).run(4))
     assert not torch.equal(returns_from_last(model, config, rows, 4, WINDOW)[1][:, :-1], taken)
+
+
+def test_the_reach_measurement_refuses_what_it_cannot_measure(tmp_path):
+    from compressed_ad.run_files import write_run_config
+    assert_user_error(run_script('-m', 'bench.sliding_reach'), 'Give a trained sliding-mode run directory')
+    assert_user_error(run_script('-m', 'bench.sliding_reach', tmp_path / 'nothing'), 'is not a run directory',
+                      'ad_dr_sliding.yaml')
+    write_run_config(tmp_path, load_config(overrides=TINY))  # a standard-mode run
+    assert_user_error(run_script('-m', 'bench.sliding_reach', tmp_path), 'trained in standard mode')

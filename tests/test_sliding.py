@@ -131,6 +131,13 @@ def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, t
     summary = json.loads((run / 'eval_summary.json').read_text())
     assert summary['mode'] == 'sliding' and summary['compress_trigger'] is None
     assert np.load(run / 'eval_result.npy').shape[-1] == 3  # eval_episodes
+    # and the reach of its actions can be measured (bench/sliding_reach.py)
+    proc = run_script('-m', 'bench.sliding_reach', run, '--steps', 60, '--positions', 4, '--returns',
+                      '--json', tmp_path / 'reach.json')
+    assert proc.returncode == 0, proc.stderr
+    reach = json.loads((tmp_path / 'reach.json').read_text())
+    assert reach['receptive_field'] == 23 and reach['reaches'][-1]['reach'] == 23
+    assert reach['reaches'][-1]['tv_max'] < 1e-5 and reach['returns']['episodes'] == 3
 
 
 def test_the_eager_and_the_compiled_rotation_agree_and_keep_relative_positions():

@@ -96,9 +96,24 @@ class WindowSampler:
         """Put ``n_rows`` walking rows on random streams at random windows, so that the rows' positions in their
         streams are spread out (their memory at those windows is the training loop's to build: ``model.training``;
         with random starts, a row's memory starts there)."""
-        self.walk_seq = torch.randint(self.n_seq, (n_rows,), device=self.device, generator=generator)
-        self.walk_pos = torch.randint(self.n_windows, (n_rows,), device=self.device, generator=generator)
-        self.walk_from = self.walk_pos.clone() if self.walk_random else torch.zeros_like(self.walk_pos)
+        self.walk_seq, self.walk_pos, self.walk_from = self.new_walks(n_rows, generator)
+
+    def new_walks(self, n_rows: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where ``n_rows`` new walking rows start, as ``start_walks`` places them: (stream, window, window where
+        the memory starts), (n_rows,) each."""
+        seq = torch.randint(self.n_seq, (n_rows,), device=self.device, generator=generator)
+        pos = torch.randint(self.n_windows, (n_rows,), device=self.device, generator=generator)
+        return seq, pos, (pos.clone() if self.walk_random else torch.zeros_like(pos))
+
+    def resize_walks(self, n_rows: int, generator: torch.Generator) -> int:
+        """Keep the first ``n_rows`` walking rows, adding new ones (``new_walks``) where there are fewer; returns
+        how many rows were kept. The rows kept go on walking exactly where they were."""
+        kept = min(n_rows, len(self.walk_seq))
+        walks = [w[:kept] for w in (self.walk_seq, self.walk_pos, self.walk_from)]
+        if n_rows > kept:
+            walks = [torch.cat([w, new]) for w, new in zip(walks, self.new_walks(n_rows - kept, generator))]
+        self.walk_seq, self.walk_pos, self.walk_from = walks
+        return kept
 
     def walk(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The next K = ``unroll`` windows of every walking row: (S, K, L) fields and ``fresh`` (S, K), true at a
@@ -128,9 +143,10 @@ class WindowSampler:
         batch['fresh'] = window == origin
         return batch
 
-    def walk_windows(self, j: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Window ``j`` (S,) of every walking row's current stream: (S, L) fields."""
-        return self.windows(self.walk_seq, j * self.stride)
+    def walk_windows(self, j: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """Window ``j`` (S,) of the current stream of each walking row of ``rows`` (S of them, by default all):
+        (S, L) fields."""
+        return self.windows(self.walk_seq[rows], j * self.stride)
 
     def walk_state(self) -> dict[str, torch.Tensor]:
         return {'seq': self.walk_seq.cpu(), 'pos': self.walk_pos.cpu(), 'from': self.walk_from.cpu()}

@@ -218,6 +218,17 @@ def test_with_random_walk_starts_a_row_starts_its_memory_at_a_random_window_of_e
     assert not stream_sampler.walk_from.any()
 
 
+def memory_at(model, sampler, seq: int, origin: int, pos: int) -> torch.Tensor:
+    """The memory a row of stream ``seq`` has at window ``pos`` when it started from the initial memory at window
+    ``origin``, by the model's own recurrence over one training sequence of windows origin .. pos - 1
+    (``ADTransformer.forward`` on (1, K, L), the path the training loss takes): (m, D)."""
+    if pos == origin:
+        return model.initial_memory(1)[0]
+    window = torch.arange(origin, pos)[None]  # (1, K)
+    batch = sampler.window_grid(torch.full_like(window, seq), window)
+    return model(batch['types'], batch['obs'], batch['prev_action'], batch['prev_reward'])[2][0]
+
+
 def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_carry_it_on():
     from compressed_ad.model.training import TrainingBatches
     config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
@@ -228,13 +239,21 @@ def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_
     batches.start()
     seq, pos = sampler.walk_seq.clone(), sampler.walk_pos.clone()
     assert len(seq) == 8 and pos.max() > 0
-    with torch.no_grad():  # the chain from each row's stream start, window by window
-        expected = model.initial_memory(8).clone()
-        for j in range(int(pos.max())):
-            w = sampler.windows(seq, torch.full_like(seq, j) * sampler.stride)
-            written = model.window(w['types'], w['obs'], w['prev_action'], w['prev_reward'], expected)[2]
-            expected = torch.where((j < pos)[:, None, None], written, expected)
+    with torch.no_grad():  # each row's memory, from its stream's first window, by the training recurrence
+        expected = torch.stack([memory_at(model, sampler, s, 0, p) for s, p in zip(seq.tolist(), pos.tolist())])
     torch.testing.assert_close(batches.memory, expected)
+    # rows placed by hand: at a stream's first window (the initial memory), one and four windows in, and (random
+    # starts) a row whose memory started at window 2 of its stream, now at window 3
+    sampler.walk_seq, sampler.walk_pos, sampler.walk_from = (torch.tensor(v) for v in
+                                                             ([0, 1, 2, 3], [0, 1, 4, 3], [0, 0, 0, 2]))
+    with torch.no_grad():
+        rows = ((0, 0, 0), (1, 0, 1), (2, 0, 4), (3, 2, 3))  # (stream, window the memory starts at, window now)
+        expected = torch.stack([memory_at(model, sampler, *row) for row in rows])
+    burned = batches.burn_in()
+    torch.testing.assert_close(burned, expected)
+    torch.testing.assert_close(burned[0], model.initial_memory(1)[0])
+    assert not torch.allclose(burned[3], memory_at(model, sampler, 3, 0, 3))  # started at window 2, not at 0
+    batches.start()  # the rows of the run, as before
     batch = batches.next()
     assert batch['memory'] is batches.memory and batch['types'].shape[:2] == (8, 2)
     losses = ad_losses(model, batch, 0.1)
@@ -247,3 +266,40 @@ def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_
     other.gen.set_state(gen_state)
     a, b = batches.next(), other.next()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_resumed_with_another_batch_keeps_its_first_walking_rows_and_builds_any_new_ones():
+    """train_batch_size lowered on resume (the out-of-memory advice) or raised: the checkpoint's rows beyond the
+    new count are dropped, the first ones go on with their walk and memory, and new rows get the memory of their
+    stream up to where they start."""
+    from compressed_ad.model.training import TrainingBatches
+    memory_args = ['memory_tokens=2', 'memory_unroll=2', 'test_batch_size=8']
+    config = tiny_config(True, *memory_args, 'train_batch_size=16')  # 8 rows of 2 windows
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    batches = TrainingBatches(sampler_for(config)[0], model, config, torch.Generator().manual_seed(3))
+    batches.start()
+    batches.after_step(ad_losses(model, batches.next(), 0.1))  # a memory carried by a training step
+    state = batches.state()
+    assert len(state['walk']['seq']) == 8
+
+    smaller = tiny_config(True, *memory_args, 'train_batch_size=4')  # 2 rows
+    resumed = TrainingBatches(sampler_for(smaller)[0], model, smaller, torch.Generator().manual_seed(4))
+    resumed.load_state(state)
+    for key in ('seq', 'pos', 'from'):
+        assert torch.equal(resumed.sampler.walk_state()[key], state['walk'][key][:2]), key
+    assert torch.equal(resumed.memory, state['memory'][:2])
+    batch = resumed.next()
+    assert batch['types'].shape[:2] == (2, 2) and batch['memory'].shape[0] == 2
+
+    larger = tiny_config(True, *memory_args, 'train_batch_size=24')  # 12 rows: 4 new ones
+    grown = TrainingBatches(sampler_for(larger)[0], model, larger, torch.Generator().manual_seed(4))
+    grown.load_state(state)
+    walks = grown.sampler.walk_state()
+    assert len(walks['seq']) == 12 and torch.equal(walks['pos'][:8], state['walk']['pos'])
+    assert torch.equal(grown.memory[:8], state['memory'])
+    with torch.no_grad():
+        expected = torch.stack([memory_at(model, grown.sampler, s, o, p) for s, o, p in
+                                zip(*(walks[k][8:].tolist() for k in ('seq', 'from', 'pos')))])
+    torch.testing.assert_close(grown.memory[8:], expected)
+    assert grown.next()['types'].shape[:2] == (12, 2)

@@ -87,8 +87,8 @@ def test_a_token_s_output_depends_only_on_its_window_not_on_where_its_sequence_s
     assert changed > 100 * max(same, 1e-6)  # and it reads all of it
 
 
-@pytest.mark.parametrize('tail, windows_of_8', [(TAIL, 6), (-1, 4)])
-def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tail, windows_of_8):
+@pytest.mark.parametrize('tail, n_windows, window_len', [(TAIL, 6, 16), (-1, 4, 24), (0, 8, 12)])
+def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tail, n_windows, window_len):
     written = load_config(overrides=TINY + workdir)
     write_synthetic_file(dataset_path(written), written)
     batches = {}
@@ -98,10 +98,12 @@ def test_a_step_trains_on_as_many_action_targets_as_a_standard_step(workdir, tai
         gen = torch.Generator().manual_seed(0)
         batches[name] = (train.sample(config['train_batch_size'], gen), train.targets_per_window())
     (standard, standard_per_window), (windows, per_window) = batches['standard'], batches['sliding']
-    # 8 of train_batch_size: 6 windows of 12 + 4, or (sliding_tail -1 = n_transit) 4 windows of 2 x 12
-    assert windows['action'].shape == (windows_of_8, 8 * WINDOW // windows_of_8)
-    assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW
-    assert per_window == standard_per_window == WINDOW
+    # worked by hand: train_batch_size 8 x n_transit 12 = 96 action targets a step, in 6 windows of 12 + 4 (each
+    # counts for 4/3 of a window of 12), 4 windows of 2 x 12 (sliding_tail -1 = n_transit), or 8 windows of 12
+    # (sliding_tail 0: no tail)
+    assert windows['action'].shape == (n_windows, window_len)
+    assert (windows['action'] >= 0).sum() == (standard['action'] >= 0).sum() == 8 * WINDOW == 96
+    assert per_window == standard_per_window == WINDOW == 96 // 8  # the targets counted, per window of the batch
     # the windows are consecutive transitions of one stream: the previous action is the one before's target
     assert torch.equal(windows['prev_action'][:, 1:], windows['action'][:, :-1])
 
@@ -121,11 +123,21 @@ def test_train_and_evaluate_run_the_sliding_mode_end_to_end(tmp_path, workdir, t
     assert 'windows of 16 tokens, 16 action targets each (one counts for 4/3 of train_batch_size)' in proc.stdout
     run = tmp_path / 'runs' / 'AD-darkroom-sliding-seed0'
     assert (run / 'ckpt-8.pt').exists()
+    summary = json.loads((run / 'train_summary.json').read_text())
+    # 8 steps x 6 windows x 16 action targets (as many as 8 standard windows of 12)
+    assert summary['action_targets_per_s'] * summary['seconds'] == pytest.approx(8 * 6 * 16)
     proc = run_script('evaluate.py', run)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run / 'eval_summary.json').read_text())
     assert summary['mode'] == 'sliding' and summary['compress_trigger'] is None
     assert np.load(run / 'eval_result.npy').shape[-1] == 3  # eval_episodes
+    # and the reach of its actions can be measured (bench/sliding_reach.py)
+    proc = run_script('-m', 'bench.sliding_reach', run, '--steps', 60, '--positions', 4, '--returns',
+                      '--json', tmp_path / 'reach.json')
+    assert proc.returncode == 0, proc.stderr
+    reach = json.loads((tmp_path / 'reach.json').read_text())
+    assert reach['receptive_field'] == 23 and reach['reaches'][-1]['reach'] == 23
+    assert reach['reaches'][-1]['tv_max'] < 1e-5 and reach['returns']['episodes'] == 3
 
 
 def test_the_eager_and_the_compiled_rotation_agree_and_keep_relative_positions():
@@ -165,3 +177,36 @@ def test_windowed_attention_split_or_in_one_call_equals_a_dense_band():
         assert (out - reference).abs().max() < 1e-5, split_head
         grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
         assert all((g - r).abs().max() < 1e-5 for g, r in zip(grads, ref_grads)), split_head
+
+
+def test_the_reach_measurement_is_exact_at_the_receptive_field_and_sees_what_a_shorter_context_changes():
+    """bench/sliding_reach.py: given the receptive field, a step's action distribution and the rollout's actions
+    are the evaluation's own; given only the attention window, a model that reads further back acts otherwise."""
+    from bench.sliding_reach import measure, returns_from_last, rollout_stream
+    config = sliding()
+    model = random_model(config, seed=4)
+    field = receptive_field(config)  # 2 x 11 + 1 = 23
+    assert field == 23
+    goals = np.array([[4, 2], [0, 5], [8, 8]])
+    result = measure(model, config, goals, 1, field + 40, 8, torch.device('cpu'))
+    by_reach = {r['reach']: r for r in result['reaches']}
+    assert {WINDOW, WINDOW + TAIL, field} <= set(by_reach)
+    assert by_reach[field]['tv_max'] < 1e-5 and by_reach[field]['argmax_differs'] == 0
+    assert by_reach[WINDOW]['tv_mean'] > 1e-3
+    steps = 4 * config['horizon']  # 4 episodes, the window sliding from step 24 on
+    tokens, _ = rollout_stream(model, config, goals, 1, steps, torch.device('cpu'))
+    taken = tokens['prev_action'][:, 1:]  # the evaluation's actions at steps 0 .. steps - 2
+    rows = torch.as_tensor(goals)
+    returns, actions = returns_from_last(model, config, rows, 4, field)
+    assert torch.equal(actions[:, :-1], taken)
+    assert torch.equal(returns, InContextRollout(model, config, rows, seed=config['eval_seed']).run(4))
+    assert not torch.equal(returns_from_last(model, config, rows, 4, WINDOW)[1][:, :-1], taken)
+
+
+def test_the_reach_measurement_refuses_what_it_cannot_measure(tmp_path):
+    from compressed_ad.run_files import write_run_config
+    assert_user_error(run_script('-m', 'bench.sliding_reach'), 'Give a trained sliding-mode run directory')
+    assert_user_error(run_script('-m', 'bench.sliding_reach', tmp_path / 'nothing'), 'is not a run directory',
+                      'ad_dr_sliding.yaml')
+    write_run_config(tmp_path, load_config(overrides=TINY))  # a standard-mode run
+    assert_user_error(run_script('-m', 'bench.sliding_reach', tmp_path), 'trained in standard mode')

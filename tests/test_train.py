@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from compressed_ad.config_schema import load_config
 from compressed_ad.history_file import dataset_path
+from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG
 from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import COMPRESSED, ROOT, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
 TAGS = {'train/loss', 'train/loss_action', 'train/acc_action', 'train/lr', 'test/loss_action', 'test/acc_action'}
@@ -25,9 +26,37 @@ def scalars(run):
 
 
 MEMORY = ['--config', 'config/model/ad_dr_compressed_memory.yaml'] + TINY_COMPRESSED + ['memory_unroll=2']
-MODE_ARGS = {'standard': TINY_STANDARD, 'compressed': COMPRESSED + TINY_COMPRESSED, 'memory': MEMORY}
+# windows of 12 + 4 transitions, each counting for 4/3 of train_batch_size's: 6 windows per step
+SLIDING = ['--config', SLIDING_MODEL_CONFIG] + TINY_STANDARD + ['n_transit=12', 'sliding_tail=4']
+MODE_ARGS = {'standard': TINY_STANDARD, 'compressed': COMPRESSED + TINY_COMPRESSED, 'memory': MEMORY,
+             'sliding': SLIDING}
 RUN_NAMES = {'standard': 'AD-darkroom-seed0', 'compressed': 'AD-darkroom-compressed-seed0',
-             'memory': 'AD-darkroom-compressed-memory-seed0'}
+             'memory': 'AD-darkroom-compressed-memory-seed0', 'sliding': 'AD-darkroom-sliding-seed0'}
+
+
+def assert_identical(a, b, where: str = 'checkpoint') -> None:
+    """``a`` and ``b`` are equal bit for bit: nested dicts, lists and tuples of tensors (same dtype, shape and
+    values) and plain values."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_identical(a[k], b[k], f'{where}[{k!r}]')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f'{where}[{i}]')
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def training_state(ckpt: dict) -> dict:
+    """What a checkpoint holds of the training itself: all of it but its wall times (``progress``) and where the
+    run writes (``runs_dir``)."""
+    config = {k: v for k, v in ckpt['config'].items() if k != 'runs_dir'}
+    return dict({k: v for k, v in ckpt.items() if k != 'progress'}, config=config)
 
 
 @pytest.mark.parametrize('mode', ['standard', 'compressed', 'memory'])
@@ -58,7 +87,7 @@ def test_token_type_accuracy_rises_well_above_chance(tmp_path, workdir, tiny_dat
     assert logged['train/acc_token_type'][-1] > 0.8 and logged['test/acc_token_type'][-1] > 0.8
 
 
-@pytest.mark.parametrize('mode', ['standard', 'compressed', 'memory'])
+@pytest.mark.parametrize('mode', ['standard', 'compressed', 'memory', 'sliding'])
 def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path, workdir, tiny_dataset, mode):
     args = MODE_ARGS[mode] + workdir + ['tf_dropout=0.1']
     name = RUN_NAMES[mode]
@@ -73,6 +102,8 @@ def test_resume_from_a_mid_run_checkpoint_matches_an_uninterrupted_run(tmp_path,
     resumed = torch.load(other / name / 'ckpt-8.pt', weights_only=False)
     for k, v in full['model'].items():
         torch.testing.assert_close(resumed['model'][k], v, rtol=0, atol=0, msg=k)
+    # and the rest of the training state too: optimiser moments, schedule, random streams, walks and memory
+    assert_identical(training_state(resumed), training_state(full))
 
 
 def test_a_resumed_run_s_summary_covers_the_whole_run(tmp_path, workdir, tiny_dataset):
@@ -206,6 +237,28 @@ def test_resuming_with_a_smaller_batch_after_running_out_of_memory_is_allowed_an
     assert yaml.safe_load((run / 'config_changes.yaml').read_text()) == [
         {'step': 4, 'key': 'train_batch_size', 'old': 8, 'new': 4}]
     assert torch.load(run / 'ckpt-8.pt', weights_only=False)['step'] == 8
+
+
+def test_memory_mode_resumed_with_a_smaller_batch_trains_the_smaller_batch(tmp_path, workdir, tiny_dataset):
+    """The out-of-memory advice in memory mode, where the checkpoint's walk fixes the number of rows: at batch 8
+    (memory_unroll 2) 4 rows walk; resumed at batch 4, 2 of them go on, and what the run records is what it trained."""
+    run = tmp_path / 'runs' / RUN_NAMES['memory']
+    assert run_script('train.py', *MEMORY, *workdir).returncode == 0
+    saved = torch.load(run / 'ckpt-4.pt', weights_only=False)['rng']['ranks'][0]['batches']
+    assert len(saved['walk']['seq']) == 4
+    (run / 'ckpt-8.pt').unlink()  # as if it had stopped (out of memory) after the checkpoint at step 4
+    proc = run_script('train.py', *MEMORY, *workdir, 'train_batch_size=4')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Changed on resume at step 4: train_batch_size 8 -> 4' in proc.stdout
+    rows = torch.load(run / 'ckpt-8.pt', weights_only=False)['rng']['ranks'][0]['batches']
+    assert len(rows['walk']['seq']) == len(rows['walk']['pos']) == 2  # 2 rows x 2 windows = 4 windows a step
+    assert rows['memory'].shape[0] == 2
+    assert yaml.safe_load((run / 'config.yaml').read_text())['train_batch_size'] == 4
+    assert yaml.safe_load((run / 'config_changes.yaml').read_text()) == [
+        {'step': 4, 'key': 'train_batch_size', 'old': 8, 'new': 4}]
+    summary = json.loads((run / 'train_summary.json').read_text())
+    # 4 steps x 8 windows, then 4 steps x 4 windows, of 2 regions of 8 action targets each
+    assert summary['action_targets_per_s'] * summary['seconds'] == pytest.approx((4 * 8 + 4 * 4) * 16)
 
 
 @pytest.mark.parametrize('preset, advice, last_line', [

@@ -65,6 +65,8 @@ class TrainingBatches:
     window of each new stream instead). The rows start at random windows of random
     streams; their memory there is built by running their stream's earlier windows once, without gradients.
     The walk and the carried memory are part of the training state (``state`` / ``load_state``), for exact resume.
+    A run resumed with another ``train_batch_size`` keeps its first rows, which go on as they were, and drops the
+    others or adds new ones placed and built as a new run's are.
     """
 
     def __init__(self, sampler, model, config, generator: torch.Generator):
@@ -75,23 +77,28 @@ class TrainingBatches:
         """A new run: place the walking rows and build their memory up to where they start."""
         if not self.sampler.walks:
             return
-        S = self.config['train_batch_size'] // self.sampler.unroll
-        self.sampler.start_walks(S, self.gen)
+        self.sampler.start_walks(self.n_rows(), self.gen)
         self.memory = self.burn_in()
 
+    def n_rows(self) -> int:
+        """Walking rows: S = ``train_batch_size`` / K, each taking K windows a step."""
+        return self.config['train_batch_size'] // self.sampler.unroll
+
     @torch.no_grad()
-    def burn_in(self) -> torch.Tensor:
-        """The memory every walking row has at its starting window: its stream's earlier windows, in order, from
-        the window where its memory starts (``walk_from``: its stream's first, or with random starts, this one)."""
-        start, origin = self.sampler.walk_pos, self.sampler.walk_from  # (S,)
+    def burn_in(self, first_row: int = 0) -> torch.Tensor:
+        """The memory every walking row from ``first_row`` on has at its starting window: its stream's earlier
+        windows, in order, from the window where its memory starts (``walk_from``: its stream's first, or with
+        random starts, this one). (S - first_row, m, D)."""
+        rows = slice(first_row, None)
+        start, origin = self.sampler.walk_pos[rows], self.sampler.walk_from[rows]  # (S - first_row,)
         memory = self.model.initial_memory(len(start)).detach().clone()
         device = memory.device
         with autocast(device, self.config['bf16']):
             for j in range(int(origin.min()), int(start.max())):
-                needed = (origin <= j) & (j < start)  # (S,) rows whose memory at their start passes window j
+                needed = (origin <= j) & (j < start)  # rows whose memory at their start passes window j
                 if not needed.any():  # e.g. random starts: every row's memory starts where the row does
                     continue
-                window = self.sampler.walk_windows(torch.full_like(start, j))
+                window = self.sampler.walk_windows(torch.full_like(start, j), rows)
                 written = self.model.window(window['types'], window['obs'], window['prev_action'],
                                             window['prev_reward'], memory)[2]
                 memory = torch.where(needed[:, None, None], written.float(), memory)
@@ -124,6 +131,16 @@ class TrainingBatches:
             return
         self.sampler.load_walk_state(state['walk'])
         self.memory = state['memory'].to(self.sampler.device)
+        if len(self.memory) != self.n_rows():  # resumed with another train_batch_size
+            self.resize_rows()
+
+    def resize_rows(self) -> None:
+        """Fit the walking rows to ``train_batch_size``: the first rows keep their walk and their memory, rows
+        beyond the new count are dropped, and new rows start as a new run's (``start``) do."""
+        kept = self.sampler.resize_walks(self.n_rows(), self.gen)
+        self.memory = self.memory[:kept]
+        if kept < self.n_rows():
+            self.memory = torch.cat([self.memory, self.burn_in(first_row=kept)])
 
 
 @torch.no_grad()

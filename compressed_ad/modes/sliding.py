@@ -6,7 +6,13 @@ no token depends on where its sequence started. Then:
 
 * Training windows are ``n_transit + sliding_tail`` consecutive transitions: the first ``n_transit`` are trained
   with the short contexts an evaluation starts with (causal attention), the last ``sliding_tail`` with a full
-  window behind them, as evaluation sees after its first ``n_transit`` steps. A window counts for
+  attention window of ``n_transit`` keys in every layer. That is less than an evaluation step has behind it: each
+  layer reaches ``n_transit - 1`` transitions further back, so with ``n_layer`` layers a token's output depends on
+  its last ``n_layer * (n_transit - 1) + 1`` transitions (``receptive_field``: 479 at the ``--cpu`` setting's 2
+  layers and 240, against windows of 320), and in a training window the keys of later layers near its start were
+  computed from contexts cut at the window's first step. Position p of a window (from 0) has its whole receptive
+  field only when p >= ``n_layer * (n_transit - 1)``; ``bench/sliding_reach.py`` measures how much a trained
+  model's actions depend on the part no training window holds. A window counts for
   ``(n_transit + sliding_tail) / n_transit`` of ``train_batch_size``'s windows, so a step trains on as many action
   targets as a standard step. A short tail keeps the cost per action target near standard AD's (the band of
   full-window queries is the costly part: more keys per query, and a masked kernel instead of the fused causal
@@ -30,7 +36,7 @@ SLIDING_MODEL_CONFIG = 'config/model/ad_dr_sliding.yaml'
 
 
 def tail_steps(config: dict) -> int:
-    """Transitions of a training window after its first ``n_transit``: each has a full window behind it."""
+    """Transitions of a training window after its first ``n_transit``: each attends to a full window of keys."""
     return config['n_transit'] if config['sliding_tail'] < 0 else config['sliding_tail']
 
 

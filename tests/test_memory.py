@@ -5,20 +5,22 @@ import json
 import re
 import sys
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from compressed_ad import region_returns as regions
 from compressed_ad.config_schema import load_config
-from compressed_ad.dataset import WindowSampler
-from compressed_ad.history_file import expected_markers
+from compressed_ad.dataset import WindowSampler, load_samplers
+from compressed_ad.env import task_split
+from compressed_ad.history_file import dataset_path, expected_markers
 from compressed_ad.model import build_model
 from compressed_ad.model.layout import TRANSITION, compressed_window
 from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.model.training import TrainingBatches, train_step
 from compressed_ad.run_files import EVAL_RESULT, EVAL_SUMMARY, write_run_config
-from compressed_ad.synthetic_histories import synthetic_history
+from compressed_ad.synthetic_histories import synthetic_history, write_synthetic_file
 from compressed_ad.utils import UserError
 from tests.helpers import TINY_COMPRESSED, assert_user_error, run_script
 
@@ -288,3 +290,67 @@ def test_the_region_returns_script_refuses_runs_it_cannot_compare_and_writes_not
     # with the episodes per region given, runs of other region lengths compare
     assert '| 2 | 4-6 | 1.00 | 2.00 |' in region_returns_in_process(monkeypatch, capsys, f'x={run}', f'y={odd}',
                                                                     '--region-episodes', '3')
+
+
+# ----------------------------------------------------------------------------- histories as long as an evaluation
+# regions of one 20-step episode, and streams of 50 of them, as a Dark Room dataset collected with
+# train_source_timesteps = 50 x n_steps holds them (4,000 steps at n_steps = 80)
+LONG = ['compress_interval=20', 'n_steps=20', 'n_transit=40', 'train_source_timesteps=1000', 'memory_unroll=4',
+        'train_batch_size=8', 'test_batch_size=8']
+
+
+@pytest.fixture(scope='module')
+def long_dataset(tmp_path_factory):
+    """A synthetic history file of 50-region streams for every goal; the override that points at it."""
+    datasets = tmp_path_factory.mktemp('datasets')
+    write_synthetic_file(dataset_path(memory_config(*LONG, f'datasets_dir={datasets}')),
+                         memory_config(*LONG, f'datasets_dir={datasets}'))
+    return f'datasets_dir={datasets}'
+
+
+def test_a_dataset_of_50_regions_per_stream_is_walked_region_by_region_to_its_end(long_dataset):
+    config = memory_config(*LONG, long_dataset)
+    path = dataset_path(config)
+    train, _, _ = load_samplers(config, torch.device('cpu'))
+    R = config['compress_interval']
+    assert train.T == 50 * R and train.n_windows == 49  # region pairs (0, 1) .. (48, 49)
+    train.start_walks(4, torch.Generator().manual_seed(0))
+    train.load_walk_state({'seq': torch.tensor([0, 5, 17, 200]), 'pos': torch.zeros(4, dtype=torch.long)})
+    is_tr = train.types == TRANSITION
+    targets, fresh = [], []
+    for _ in range(13):  # 52 windows: every window of the 4 streams, then the first 3 of the next
+        batch = train.walk(torch.Generator().manual_seed(1))
+        targets.append(batch['action'][:, :, is_tr])
+        fresh.append(batch['fresh'])
+    targets, fresh = torch.cat(targets, 1), torch.cat(fresh, 1)  # (4, 52, 2R), (4, 52)
+    assert fresh[:, 0].all() and not fresh[:, 1:49].any() and fresh[:, 49].all()
+    # the first regions of windows 0 .. 48 and the second of window 48 are the stream's 50 regions, in order, as
+    # the history file holds them (goal-major: the file's group of a stream, then its stream in the group)
+    walked = torch.cat([targets[:, :49, :R].flatten(1), targets[:, 48, R:]], 1)  # (4, 50 R)
+    train_goals = task_split(config)[0]
+    with h5py.File(path) as f:
+        for row, seq in enumerate((0, 5, 17, 200)):
+            goal, stream = divmod(seq, config['n_stream'])
+            actions = f[str(train_goals[goal])]['actions'][:, stream]
+            assert walked[row].tolist() == actions.tolist()
+
+
+def test_memory_trained_on_50_region_streams_evaluates_and_a_shorter_evaluation_is_a_longer_one_s_start(
+        tmp_path, workdir, long_dataset, monkeypatch, capsys):
+    """Training on 50-region streams runs end to end; the evaluation at the trained length of the default data
+    (13 regions, eval_episodes=13 here, 65 in Dark Room) is an override, and it is exactly the first episodes of the
+    50-region evaluation (the rollout is causal and its random draws sequential), so the region-by-region table of
+    the longer evaluation already holds it."""
+    args = ['--config', MEMORY_CONFIG, *TINY_COMPRESSED, 'memory_tokens=2', *LONG, 'eval_episodes=50', *workdir,
+            long_dataset]  # the last datasets_dir wins
+    proc = run_script('train.py', *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = tmp_path / 'runs' / 'AD-darkroom-compressed-memory-seed0'
+    for extra in ([], ['eval_episodes=13']):
+        proc = run_script('evaluate.py', run, 'device=cpu', *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    long, short = np.load(run / EVAL_RESULT), np.load(run / 'eval-sampled-13ep-2x-seed0-fixed-cpu' / EVAL_RESULT)
+    assert long.shape == (16, 50) and short.shape == (16, 13)  # 8 held-out goals x 2 streams
+    np.testing.assert_array_equal(short, long[:, :13])
+    out = region_returns_in_process(monkeypatch, capsys, f'trained={run}')
+    assert 'a training stream holds 50 regions' in out and '| 50 | 50-50 |' in out

@@ -94,9 +94,14 @@ def common(groups: dict[str, list[dict]], key: str, what: str):
     return next(iter(values))
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def region_table(groups, estimates, differences, baseline, per_region) -> str:
     labels = list(groups)
-    head = [f'{label} ({len(groups[label])} runs)' for label in labels] + [f'{d} − {baseline}' for d in differences]
+    head = [f'{label} ({counted(len(groups[label]), "run")})' for label in labels]
+    head += [f'{label} − {baseline}' for label in differences]
     lines = ['| region | episodes | ' + ' | '.join(head) + ' |', '|---|---|' + '---|' * len(head)]
     for i in range(max(len(e) for e in estimates.values())):
         cells = [format_estimate(estimates[label][i]) if i < len(estimates[label]) else '-' for label in labels]
@@ -144,24 +149,28 @@ def main():
                         help="episodes per region (default: each run's compress_interval / horizon)")
     parser.add_argument('--split-at', type=int, metavar='N',
                         help="the last region of the first span of the second table (default: the regions of a "
-                             "training stream, as the runs' configs ask)")
+                             "training stream, as the runs' configs ask, when they agree)")
     parser.add_argument('--title', default='return by region on held-out tasks')
     args = parser.parse_args()
-    if args.region_episodes is not None and args.region_episodes < 1:
-        raise UserError(f'--region-episodes {args.region_episodes}: give a positive number of episodes.')
+    for option, value in (('--region-episodes', args.region_episodes), ('--split-at', args.split_at)):
+        if value is not None and value < 1:
+            raise UserError(f'{option} {value}: give a positive number.')
     groups = load_groups(args.runs, args.region_episodes)
     if args.baseline and args.baseline not in groups:
         raise UserError(f"--baseline {args.baseline}: no runs carry that label; the labels are {', '.join(groups)}.")
     per_region = common(groups, 'episodes_per_region', 'episodes per region (--region-episodes)')
     region_steps = common(groups, 'region_steps', 'steps per region')
-    split_at = args.split_at or common(groups, 'training_regions', 'regions per training stream (--split-at)')
+    trained = {r['training_regions'] for rs in groups.values() for r in rs}
+    training = trained.pop() if len(trained) == 1 else None  # runs trained on streams of different lengths: none
+    split_at = args.split_at or training
 
     estimates = {label: regions.region_estimates(records) for label, records in groups.items()}
     differences = {label: regions.paired_region_differences(groups[label], groups[args.baseline])
                    for label in groups if args.baseline and label != args.baseline}
-    print(f'A region is {region_steps} steps = {per_region} episodes; a training stream holds {split_at} regions. '
-          f'Mean return over runs; brackets: 95% interval over runs (stratified bootstrap over training seeds within '
-          f'goal splits; none with one seed per split).\n')
+    streams = f'; a training stream holds {counted(training, "region")}' if training else ''
+    print(f'A region is {region_steps} steps = {per_region} episodes{streams}. Mean return over runs; brackets: 95% '
+          f'interval over runs (stratified bootstrap over training seeds within goal splits; none with one seed per '
+          f'split).\n')
     print(region_table(groups, estimates, differences, args.baseline, per_region) + '\n')
     spans, span_values = span_table(groups, args.baseline, spans_of(groups, split_at))
     print('Mean over spans of regions (each region weighs the same):\n\n' + spans)
@@ -170,12 +179,14 @@ def main():
         oracle = [r['oracle'] for rs in groups.values() for r in rs if r['oracle'] is not None]
         plot_region_returns(Path(args.figure), {label: bands_of(e) for label, e in estimates.items()},
                             float(np.mean(oracle)) if oracle else float('nan'), split_at,
+                            f'end of a training stream ({counted(training, "region")})' if split_at == training
+                            else f'after region {split_at}',
                             f'{region_steps} steps = {per_region} episodes', args.title,
                             'mean over runs, 95% interval' if several else 'mean over rollouts',
                             {label: bands_of(d) for label, d in differences.items()}, args.baseline or '')
         print(f'\nWrote {args.figure}')
     if args.json:
-        out = {'episodes_per_region': per_region, 'region_steps': region_steps, 'training_regions': split_at,
+        out = {'episodes_per_region': per_region, 'region_steps': region_steps, 'training_regions': training,
                'baseline': args.baseline, 'runs': {label: [r['run'] for r in rs] for label, rs in groups.items()},
                'regions': estimates, 'differences': differences, 'spans': span_values}
         atomic_write_text(args.json, json.dumps(out, indent=2))

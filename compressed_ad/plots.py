@@ -53,11 +53,12 @@ def draw_bands(ax, bands: dict[str, tuple], colors: list) -> None:
         ax.fill_between(x, low, high, color=color, alpha=0.15)
 
 
-def plot_region_returns(file: Path, bands: dict[str, tuple], oracle_mean: float, training_regions: int | None,
-                        region_text: str, title: str, band_meaning: str, differences: dict[str, tuple] | None = None,
-                        baseline: str = '') -> None:
+def plot_region_returns(file: Path, bands: dict[str, tuple], oracle_mean: float, mark_after: int | None,
+                        mark_label: str, region_text: str, title: str, band_meaning: str,
+                        differences: dict[str, tuple] | None = None, baseline: str = '') -> None:
     """Return per region: one line per entry of ``bands`` (label -> (mean, low, high) per region) with the oracle
-    line and, when given, a mark after the ``training_regions`` a training stream holds. With ``differences``
+    line and, when given, a mark labelled ``mark_label`` after region ``mark_after`` (e.g. the last region a training
+    stream holds). With ``differences``
     (label of ``bands`` -> (mean, low, high) of that label minus ``baseline``, per region) a second panel draws
     them around zero, each in its label's colour. ``region_text`` says what a region is ('80 steps = 4 episodes')."""
     rows = 2 if differences else 1
@@ -75,9 +76,8 @@ def plot_region_returns(file: Path, bands: dict[str, tuple], oracle_mean: float,
         below.axhline(0, color='k', lw=0.8)
         below.set_ylabel(f'difference from {baseline},\npaired by seed and split')
     for ax in axes[:, 0]:
-        if training_regions:
-            ax.axvline(training_regions + 0.5, color='grey', ls=':',
-                       label=f'end of a training stream ({training_regions} regions)')
+        if mark_after:
+            ax.axvline(mark_after + 0.5, color='grey', ls=':', label=mark_label)
         ax.legend(loc='best', fontsize=8, framealpha=0.8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(f'region ({region_text} each)')

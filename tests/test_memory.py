@@ -242,7 +242,7 @@ def test_the_region_returns_script_prints_each_region_and_the_spans_a_training_s
                       f"compressed={tmp_path / 'compressed-*'}", '--baseline', 'compressed', '--figure', figure,
                       '--json', numbers)
     assert proc.returncode == 0, proc.stderr
-    assert 'A region is 80 steps = 4 episodes; a training stream holds 1 regions' in proc.stdout
+    assert 'A region is 80 steps = 4 episodes; a training stream holds 1 region.' in proc.stdout
     assert '| 1 | 1-4 | 1.00 | 2.00 | -1.00 |' in proc.stdout and '| 2 | 5-8 | 3.00 | 2.00 | 1.00 |' in proc.stdout
     assert '| 1-1 | 1.00 | 2.00 | -1.00 |' in proc.stdout and '| 2-2 | 3.00 | 2.00 | 1.00 |' in proc.stdout
     assert figure.stat().st_size > 0
@@ -283,7 +283,8 @@ def test_the_region_returns_script_refuses_runs_it_cannot_compare_and_writes_not
                          ([f"x={tmp_path / 'nothing*'}"], 'no directory matches'),
                          ([f'x={partial}'], 'not a whole number of episodes'),
                          ([f'x={run}', f'y={odd}'], 'The runs differ in episodes per region'),
-                         ([f'x={run}', '--region-episodes', '0'], '--region-episodes 0')):
+                         ([f'x={run}', '--region-episodes', '0'], '--region-episodes 0: give a positive number'),
+                         ([f'x={run}', '--split-at', '-1'], '--split-at -1: give a positive number')):
         with pytest.raises(UserError, match=re.escape(needle)):
             region_returns_in_process(monkeypatch, capsys, *args, '--figure', figure)
     assert not figure.exists()

@@ -355,3 +355,18 @@ def test_memory_trained_on_50_region_streams_evaluates_and_a_shorter_evaluation_
     np.testing.assert_array_equal(short, long[:, :13])
     out = region_returns_in_process(monkeypatch, capsys, f'trained={run}')
     assert 'a training stream holds 50 regions' in out and '| 50 | 50-50 |' in out
+
+
+def test_a_longer_collection_begins_with_the_shorter_one_so_its_first_regions_are_the_default_data():
+    """PPO with the same seed and constant schedules learns the same first rollouts however many follow, so a
+    dataset of 50 regions per stream begins with the 13 of the default one: runs trained on the default data pair
+    with runs trained on the longer one, the only difference being the regions after the 13th."""
+    from compressed_ad.algorithm.ppo import learn_task, set_single_thread
+    set_single_thread()
+    short, long = (learn_task((2, 6), load_config(overrides=['n_stream=2', 'n_steps=40', 'ppo_batch_size=40',
+                                                             f'train_source_timesteps={T}']), seed=42)
+                   for T in (80, 200))  # 2 and 5 PPO rollouts of 40 steps
+    assert short['actions'].shape == (80, 2) and long['actions'].shape == (200, 2)
+    for field, values in short.items():
+        np.testing.assert_array_equal(long[field][:80], values, err_msg=field)
+    assert not np.array_equal(long['actions'][80:160], short['actions'])  # and the later rollouts are new ones

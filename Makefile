@@ -1,10 +1,10 @@
 # `make demo`: set up .venv if needed, then run the whole pipeline on the quick setting.
-# `make test`: set up .venv if needed, then run the test suite.
+# `make test`: set up .venv if needed, then run the test suite; `make test-fast`: the tests that start no process.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test test-fast bench clean-venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 tests
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.bench

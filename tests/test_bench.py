@@ -1,7 +1,10 @@
 """python -m bench.bench: the modes side by side, each measured once per batch size."""
+import pytest
 import json
 
 from tests.helpers import assert_user_error, run_script
+
+pytestmark = pytest.mark.slow  # each benchmark row runs in a process of its own
 
 REQUIRED = {'mode', 'batch', 'step_ms', 'steps_per_s', 'action_targets_per_s', 'peak_mib', 'device',
             'eval_steps_per_s', 'eval_transitions_per_s', 'tokens', 'targets_per_window', 'config', 'torch', 'date',

@@ -2,8 +2,12 @@
 arguments are refused before anything is written."""
 from math import inf
 
+import pytest
+
 from bench.device_run import Stages
 from tests.helpers import assert_user_error, run_script
+
+pytestmark = pytest.mark.slow  # every stage is a process
 
 
 def test_a_failed_stage_does_not_stop_the_run_and_the_budget_bounds_it():

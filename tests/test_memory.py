@@ -130,6 +130,7 @@ def rollout_history(model, config, goals, steps: int, seed: int = 3):
     return history, torch.stack(logits, 1), memory_at
 
 
+@pytest.mark.slow  # 50 regions of the evaluation's length
 def test_a_training_row_carries_the_rollout_s_memory_through_as_many_regions_as_an_evaluation_holds():
     """An evaluation of 200 Dark Room episodes is 4,000 steps = 50 regions of 80, its last region read with the
     memory of 48 hand-offs. At the Dark Room's region length, memory size and unroll (80, 4, 4), a training row
@@ -309,6 +310,7 @@ def long_dataset(tmp_path_factory):
     return f'datasets_dir={datasets}'
 
 
+@pytest.mark.slow  # 50 regions of the evaluation's length
 def test_a_dataset_of_50_regions_per_stream_is_walked_region_by_region_to_its_end(long_dataset):
     config = memory_config(*LONG, long_dataset)
     path = dataset_path(config)

@@ -49,6 +49,7 @@ def recorded_rollout(model, config, steps: int, use_cache: bool = True, seed: in
     return stacked, torch.stack(logits, 1)
 
 
+@pytest.mark.slow  # thousands of rollout steps
 def test_rolling_cache_decoding_equals_full_recomputation_over_thousands_of_steps():
     config = sliding()
     model = random_model(config)

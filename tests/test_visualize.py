@@ -43,6 +43,7 @@ def test_plot_writes_png(tmp_path, workdir, history):
     assert not list((tmp_path / 'figs').glob('*.tmp'))
 
 
+@pytest.mark.slow  # several plots and analyses of a dataset
 def test_plot_rejects_out_of_range_choices(tmp_path, workdir, history):
     assert_user_error(visualize(tmp_path, workdir, '--env_idx', '81'), '--env_idx 81', '0..80')
     assert_user_error(visualize(tmp_path, workdir, '--stream', '3'), '--stream 3', '3 streams')
@@ -58,6 +59,7 @@ def test_analyze_clean_file(tmp_path, workdir, history):
     assert (tmp_path / 'figs' / 'compression_analysis.png').stat().st_size > 20_000
 
 
+@pytest.mark.slow  # several plots and analyses of a dataset
 def test_analyze_names_misplaced_markers(tmp_path, workdir, history):
     with h5py.File(history, 'r+') as f:
         f['3']['compress_markers'][10, 1] = 2  # a stray </compress> inside a region
@@ -78,6 +80,7 @@ def test_analyze_names_misplaced_markers(tmp_path, workdir, history):
     assert (tmp_path / 'figs' / 'compression_env3_stream1.png').exists()
 
 
+@pytest.mark.slow  # several plots and analyses of a dataset
 def test_analyze_infers_n_steps_for_older_files(tmp_path, workdir):
     config = load_config(overrides=TINY_STANDARD + workdir)
     path = write_synthetic_file(tmp_path / 'old.hdf5', config, markers=True, attrs=False)

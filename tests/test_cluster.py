@@ -9,6 +9,7 @@ import collect
 from compressed_ad import collection
 from compressed_ad.config_schema import load_config
 from compressed_ad.history_file import FIELDS, dataset_path, open_history
+from compressed_ad.synthetic_histories import write_synthetic_file
 from compressed_ad.utils import UserError
 from tests.helpers import assert_user_error, kill_script_when, run_script
 
@@ -106,8 +107,31 @@ def test_a_failed_ray_task_is_named_and_no_dataset_is_written(ray_cluster, tmp_p
             assert sorted(f[str(env_idx)]) == sorted(FIELDS) and f[str(env_idx)]['actions'].shape == (100, 2)
 
 
+def test_the_example_runs_its_protocol_as_ray_tasks_and_reuses_the_finished_runs(ray_cluster, tmp_path, workdir):
+    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=240', 'train_timesteps=4', 'ckpt_interval=4',
+                 'eval_interval=4', 'test_n_batches=1', 'eval_episodes=2', 'eval_streams_per_goal=1']
+    config = load_config(presets=['quick'], overrides=overrides)
+    write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
+    ray_env = {'RAY_ADDRESS': ray_cluster}
+    command = ['example_compressed_training.py', '--mode', 'all', '--quick', '--modes', 'standard', '--ray', *overrides]
+    proc = run_script(*command, env_extra=ray_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '=== Ray cluster: 2 CPUs and 0 GPUs on 1 node(s); one task per script, each asking for one CPU' in proc.stdout
+    assert proc.stdout.count('(Ray task, output: ') == 2 and proc.stdout.count(': done in ') == 2
+    logs = tmp_path / 'runs' / 'logs'
+    assert sorted(p.name for p in logs.iterdir()) == ['evaluate_standard_seed0_split0.log',
+                                                      'train_standard_seed0_split0.log']
+    assert 'Finished 4 steps' in (logs / 'train_standard_seed0_split0.log').read_text()
+    assert np.load(tmp_path / 'runs' / 'AD-darkroom-seed0' / 'eval_result.npy').shape == (8, 2)
+    assert '| train standard AD |' in (tmp_path / 'runs' / 'comparison.md').read_text()
+    again = run_script(*command, env_extra=ray_env)
+    assert again.returncode == 0, again.stderr
+    assert 'reusing the finished run' in again.stdout and "reusing '" in again.stdout
+    assert 'Ray task' not in again.stdout  # nothing was submitted
+
+
 def test_without_ray_the_ray_options_name_the_extra_and_the_local_paths_run(tmp_path, workdir):
-    for script, option in (('collect.py', 'collect_backend=ray'),):
+    for script, option in (('collect.py', 'collect_backend=ray'), ('example_compressed_training.py', '--ray')):
         proc = run_script('-c', without_ray(script), option, *SIX_TASKS, *workdir)
         assert_user_error(proc, f'{option} runs on Ray, which is not installed', 'pip install -e ".[ray]"')
     assert not (tmp_path / 'datasets').exists()

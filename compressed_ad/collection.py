@@ -7,6 +7,7 @@ collect resumed any number of times, write the same file: the shards are copied 
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import multiprocessing as mp
 import numpy as np
 from tqdm import tqdm
 
@@ -27,8 +27,9 @@ from compressed_ad.utils import UserError
 
 
 def collect_task(job: tuple) -> tuple:
-    """One task's PPO learner, in a worker: job (env_idx, task, config) -> (env_idx, history, seconds), or
-    (env_idx, error text, None) when PPO raised."""
+    """One task's PPO learner, in a worker: job (env_idx, task, config) -> (env_idx, its shard's bytes, seconds), or
+    (env_idx, error text, None) when PPO raised. The worker compresses the history, so the process that keeps the
+    shards only writes bytes, however many workers feed it."""
     env_idx, task, config = job
     from compressed_ad.algorithm.ppo import learn_task, set_single_thread
     set_single_thread()
@@ -38,7 +39,7 @@ def collect_task(job: tuple) -> tuple:
         history = learn_task(task, config, seed=config['alg_seed'] + env_idx, tensorboard_log=log_dir)
     except Exception as exc:  # reported with the task by the driver, which then stops the collect
         return env_idx, f'{type(exc).__name__}: {exc}', None
-    return env_idx, history, time.time() - start
+    return env_idx, TaskShards.encode(env_idx, task, history, config), time.time() - start
 
 
 # ----------------------------------------------------------------------------- backends
@@ -138,7 +139,7 @@ def run_collect(plan: CollectPlan) -> list[float]:
     """
     config = plan.config
     tasks = dict(zip(plan.indices, tasks_of(config, plan.indices)))
-    job_config = dict(config)
+    job_config = dict(config)  # the workers' copy, which each shard stores
     if config['ppo_log_dir']:  # workers on other nodes start elsewhere: give them the driver's folder
         job_config['ppo_log_dir'] = str(Path(config['ppo_log_dir']).resolve())
     jobs = [(i, tasks[i], job_config) for i in plan.missing]
@@ -146,12 +147,12 @@ def run_collect(plan: CollectPlan) -> list[float]:
     results = ray_results(plan.ray, jobs) if plan.ray else local_results(jobs, plan.n_process)
     try:
         with results as finished:
-            for env_idx, history, elapsed in tqdm(finished, total=len(plan.indices), initial=len(plan.done),
-                                                  desc='tasks', unit='task', mininterval=1.0):
+            for env_idx, shard, elapsed in tqdm(finished, total=len(plan.indices), initial=len(plan.done),
+                                                desc='tasks', unit='task', mininterval=1.0):
                 if elapsed is None:
                     raise UserError(f"PPO on task {env_idx} {env_spec(config).describe(tasks[env_idx])} failed "
-                                    f"({history}); no dataset was written. {kept_note(plan)}")
-                plan.shards.save(env_idx, tasks[env_idx], history, config)
+                                    f"({shard}); no dataset was written. {kept_note(plan)}")
+                plan.shards.keep(env_idx, shard)
                 seconds.append(elapsed)
     except KeyboardInterrupt:
         print(kept_note(plan), file=sys.stderr)

@@ -20,6 +20,7 @@ correct stream's markers are MARK_OPEN, n_steps - 2 x MARK_NONE, MARK_CLOSE, rep
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -180,9 +181,19 @@ class TaskShards:
         with open_history(self.shard(done[0])) as f:
             return file_config(f)
 
-    def save(self, env_idx: int, goal, history: dict[str, np.ndarray], config: dict) -> None:
-        with HistoryWriter(self.shard(env_idx), config) as writer:
-            writer.add(env_idx, goal, history)
+    @staticmethod
+    def encode(env_idx: int, goal, history: dict[str, np.ndarray], config: dict) -> bytes:
+        """One task's shard as bytes, compressed where the task ran (a worker), for the process that keeps it."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / 'shard.hdf5'
+            with HistoryWriter(path, config) as writer:
+                writer.add(env_idx, goal, history)
+            return path.read_bytes()
+
+    def keep(self, env_idx: int, shard: bytes) -> None:
+        """Keep the shard ``encode`` made, atomically."""
+        with atomic_path(self.shard(env_idx), suffix='.hdf5') as tmp:
+            tmp.write_bytes(shard)
 
     def assemble(self, config: dict, env_indices: list[int]) -> None:
         """Write the dataset from the shards of ``env_indices`` (all must be kept), then remove the folder."""

@@ -11,6 +11,7 @@ filesystem).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -38,13 +39,30 @@ def connect(what: str):
     ray = import_ray(what)
     if not ray.is_initialized():
         address = os.environ.get('RAY_ADDRESS') or None
-        try:
-            ray.init(address=address)
-        except ConnectionError as exc:
-            raise UserError(f"{what}: cannot reach the Ray cluster at RAY_ADDRESS={address} ({exc}). Start it "
+        why = unreachable(address) if address else None
+        if why is None:
+            try:
+                ray.init(address=address)
+            except ConnectionError as exc:
+                why = str(exc)
+        if why is not None:
+            raise UserError(f"{what}: cannot reach the Ray cluster at RAY_ADDRESS={address} ({why}). Start it "
                             f"('ray start --head' prints its address), correct RAY_ADDRESS, or unset it to start a "
-                            f"cluster on this machine.") from None
+                            f"cluster on this machine.")
     return ray
+
+
+def unreachable(address: str, timeout_s: float = 10.0) -> str | None:
+    """Why a 'host:port' address takes no connection (None when it does, or is of another form, such as
+    'ray://...' or 'auto'); checked first because Ray itself retries an absent head for minutes."""
+    host, sep, port = address.rpartition(':')
+    if not sep or not port.isdigit() or '://' in address:
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def describe_cluster(ray) -> str:

@@ -78,7 +78,7 @@ class CollectPlan:
     shards: TaskShards
     indices: list[int]
     done: list[int]
-    workers: str                       # for people: '2 worker process(es)', 'Ray tasks on 16 CPUs ...'
+    workers: str                       # for people: '2 worker process(es)', 'one Ray task each (16 CPUs ...)'
     ray: object = None                 # the ray module, with the Ray backend
     n_process: int = 1
     notes: list[str] = field(default_factory=list)

@@ -148,3 +148,10 @@ def test_without_ray_the_ray_options_name_the_extra_and_the_local_paths_run(tmp_
                             "print('ray imported:', 'ray' in sys.modules)", *SIX_TASKS, *workdir)
     assert proc.returncode == 0, proc.stderr
     assert 'Wrote ' in proc.stdout and proc.stdout.strip().endswith('ray imported: False'), proc.stdout
+
+
+def test_an_unreachable_ray_address_is_named_at_once(workdir):
+    pytest.importorskip('ray')
+    proc = run_script('collect.py', *SIX_TASKS, *RAY, *workdir, env_extra={'RAY_ADDRESS': '127.0.0.1:1'}, timeout=120)
+    assert_user_error(proc, 'collect_backend=ray: cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:1',
+                      "'ray start --head' prints its address")

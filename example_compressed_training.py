@@ -6,12 +6,15 @@
     python example_compressed_training.py --mode all --cpu --modes standard,compressed,memory --seeds 0,1
     python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2 --jobs 2   # 2 runs at a time
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
+    RAY_ADDRESS=HEAD:6379 python example_compressed_training.py --mode all --cpu --seeds 0,1 --ray   # on a cluster
 
 Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per
 training seed (``--seeds``, the ``seed`` key) and goal split (``--splits``, ``env_split_seed``); an existing
 dataset, a finished run and an evaluation with the wanted settings are reused rather than recomputed. ``--jobs N``
 trains (and then evaluates) N runs at a time, each with 1/N of the CPU threads and its output in
-{runs_dir}/logs/ (the compute-matched runs start once the runs they are measured on have finished). ``all``
+{runs_dir}/logs/ (the compute-matched runs start once the runs they are measured on have finished). ``--ray``
+hands the collect, and every training and evaluation as a Ray task of its own (a GPU each when the cluster has
+them), to the Ray cluster at RAY_ADDRESS, logs in {runs_dir}/logs/ likewise (README, "On a cluster"). ``all``
 ends with the comparison: {runs_dir}/comparison.md (the quick-start's table, then per mode the mean and IQM
 return with 95% bootstrap intervals over runs, the paired difference, the probability that compressed beats
 standard, speed and memory ratios, returns by goal distance, and the wall time of each stage),
@@ -29,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from compressed_ad import protocol_tables as tables
+from compressed_ad.cluster import ScriptTasks
 from compressed_ad.config_schema import (DEFAULT_ENV, ConfigError, add_config_args, format_config, load_config,
                                          preset_flags, presets_of)
 from compressed_ad.context_modes import model_configs
@@ -243,13 +247,13 @@ class Plan:
         return '' if len(self.pairs()) == 1 else f' (seed {seed}, split {split})'
 
 
-def collect(plan: Plan, timings: dict) -> None:
+def collect(plan: Plan, timings: dict, backend: list[str]) -> None:
     path = dataset_path(plan.base)
     if path.exists():
         print(f"\n=== collect: reusing the existing dataset '{path}'")
         timings['collect'] = None
         return
-    run_step('collect', ['collect.py', *plan.flags, *plan.user], timings)
+    run_step('collect', ['collect.py', *plan.flags, *backend, *plan.user], timings)
 
 
 def refuse_another_run(run: Path, config: dict) -> None:
@@ -372,19 +376,27 @@ def main():
     parser.add_argument('--jobs', type=int, default=1, metavar='N',
                         help="training and evaluation runs at a time (default 1); with N > 1 each gets 1/N of the CPU "
                              "threads and writes its output to RUNS_DIR/logs/")
+    parser.add_argument('--ray', action='store_true',
+                        help='run the collect on the Ray cluster at RAY_ADDRESS (collect_backend=ray), and each '
+                             'training and evaluation as a Ray task of its own, a GPU each when the cluster has them; '
+                             'outputs in RUNS_DIR/logs/ (needs pip install -e ".[ray]")')
     add_config_args(parser)
     args = parse_args(parser)
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give the number of runs to train or evaluate at a time, 1 or more.")
+    if args.ray and args.jobs > 1:
+        raise UserError(f"--ray and --jobs {args.jobs} both choose where the runs go: with --ray the cluster runs as "
+                        f"many at a time as it has GPUs (or CPUs); pass one of them.")
     plan = Plan(args)
     if args.print_config:
         for (seed, split), mode in product(plan.pairs(), plan.modes):
             print(f'# {mode} AD, seed {seed}, split {split}\n{format_config(plan.config(mode, seed, split))}\n')
         return 0
     timings: dict[str, float | None] = {}
-    steps = Steps(args.jobs, timings, Path(plan.base['runs_dir']) / 'logs')
+    log_dir = Path(plan.base['runs_dir']) / 'logs'
+    steps = ScriptTasks(timings, log_dir) if args.ray else Steps(args.jobs, timings, log_dir)
     if args.mode in ('collect', 'all'):
-        collect(plan, timings)
+        collect(plan, timings, ['collect_backend=ray'] if args.ray else [])
     if args.mode in ('train', 'all'):
         train(plan, steps)
     if args.mode in ('eval', 'all'):

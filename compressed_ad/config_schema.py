@@ -100,6 +100,9 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'ppo_net_arch': (_LIST, lambda v: all(isinstance(x, int) and x > 0 for x in v), 'a list of positive integers', RUN),
     # worker processes of collect.py: goal i is trained with alg_seed + i in whichever worker
     'n_process': (_INT, _non_negative, 'an integer >= 0 (0 = one per CPU core)', IO),
+    # where collect.py runs its learners: a local pool of n_process workers, or one Ray task each on the cluster at
+    # RAY_ADDRESS (the optional extra, compressed_ad/cluster.py); the histories are the same
+    'collect_backend': (_STR, _one_of('local', 'ray'), "'local' or 'ray'", IO),
     'ppo_log_dir': (_STR, None, 'a directory path', IO),
     # model / training
     'model': (_STR, _one_of('AD'), "'AD'", RUN),
@@ -179,6 +182,10 @@ RESUMABLE_KEYS = frozenset({'train_batch_size'})
 assert RESUMABLE_KEYS <= RUN_KEYS
 EVAL_KEYS = keys_of_scope(EVAL)  # what an evaluation may choose
 IO_KEYS = keys_of_scope(IO)      # what changes no result
+# the run keys of the environment and PPO files that choose the goal split, which picks among the collected tasks
+# rather than deciding what is collected
+SPLIT_KEYS = frozenset({'env_split_seed', 'train_env_ratio'})
+assert SPLIT_KEYS <= RUN_KEYS
 
 
 def _type_ok(expected: type, value: Any) -> bool:
@@ -333,6 +340,12 @@ def base_config(env: str = DEFAULT_ENV) -> Config:
     config = get_config(env_file)
     config.update(get_config(alg_file))
     return config
+
+
+def collect_keys(env: str = DEFAULT_ENV) -> frozenset[str]:
+    """The keys that decide what collect.py writes: the run keys of the environment and PPO files, less the goal
+    split's (``SPLIT_KEYS``). Finished tasks of an unfinished collect are resumed only under the same values."""
+    return frozenset(key for key in base_config(env) if SCOPES[key] == RUN) - SPLIT_KEYS
 
 
 def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = (),

@@ -1,5 +1,5 @@
-"""The learning-history file (HDF5): its schema and marker values, the region rule, writing, reading, checks
-and the return statistics read from it.
+"""The learning-history file (HDF5): its schema and marker values, the region rule, writing (a collect's finished
+tasks kept as shards until it completes), reading, checks and the return statistics read from it.
 
 File layout (shared with earlier AD code in this line, so its files load):
     /<env index>/states        (T, n_stream, k) int32   k = the state's components: Dark Room (row, col),
@@ -19,6 +19,8 @@ correct stream's markers are MARK_OPEN, n_steps - 2 x MARK_NONE, MARK_CLOSE, rep
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -139,9 +141,70 @@ class HistoryWriter:
             group.create_dataset(name, data=np.asarray(history[name], dtype=DTYPES[name]),
                                  compression='gzip', compression_opts=1)
 
+    def copy(self, group: h5py.Group) -> None:
+        """A goal's group that ``add`` wrote into another history file (a ``TaskShards`` shard), copied as stored:
+        its attributes, and its datasets' compressed chunks without decoding them."""
+        self.file.copy(group, self.file, name=group.name.lstrip('/'))
+
     def __exit__(self, exc_type, exc, tb):
         self.file.close()
         return self._atomic.__exit__(exc_type, exc, tb)
+
+
+class TaskShards:
+    """The finished tasks of a collect that has not completed, kept so that it resumes: one history file per task
+    (``{dataset}.partial/task{env_idx}.hdf5``, written by ``HistoryWriter``, so each is atomic and in the one schema).
+
+    ``assemble`` copies them in env-index order into the dataset and removes the folder. A collect goes through the
+    shards whether or not it was interrupted, so a resumed collect writes the same bytes as an uninterrupted one.
+    """
+
+    def __init__(self, dataset: str | Path):
+        self.dataset = Path(dataset)
+        self.dir = self.dataset.with_name(self.dataset.name + '.partial')
+
+    def shard(self, env_idx: int) -> Path:
+        return self.dir / f'task{env_idx}.hdf5'
+
+    def finished(self) -> list[int]:
+        """The env indices kept, ascending (a write cut short leaves only a temporary file, which is not one)."""
+        if not self.dir.is_dir():
+            return []
+        names = (p.name for p in self.dir.iterdir())
+        return sorted(int(n[4:-5]) for n in names if n.startswith('task') and n.endswith('.hdf5') and n[4:-5].isdigit())
+
+    def stored_config(self) -> dict:
+        """The config of the collect that wrote the shards ({} when none is kept)."""
+        done = self.finished()
+        if not done:
+            return {}
+        with open_history(self.shard(done[0])) as f:
+            return file_config(f)
+
+    @staticmethod
+    def encode(env_idx: int, goal, history: dict[str, np.ndarray], config: dict) -> bytes:
+        """One task's shard as bytes, compressed where the task ran (a worker), for the process that keeps it."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / 'shard.hdf5'
+            with HistoryWriter(path, config) as writer:
+                writer.add(env_idx, goal, history)
+            return path.read_bytes()
+
+    def keep(self, env_idx: int, shard: bytes) -> None:
+        """Keep the shard ``encode`` made, atomically."""
+        with atomic_path(self.shard(env_idx), suffix='.hdf5') as tmp:
+            tmp.write_bytes(shard)
+
+    def assemble(self, config: dict, env_indices: list[int]) -> None:
+        """Write the dataset from the shards of ``env_indices`` (all must be kept), then remove the folder."""
+        with HistoryWriter(self.dataset, config) as writer:
+            for i in sorted(env_indices):
+                with open_history(self.shard(i)) as f:
+                    writer.copy(f[str(i)])
+        self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- reading and checks

@@ -119,7 +119,8 @@ def run_main(main: Callable[[], Any]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         print('Interrupted. Outputs are written to a temporary file and renamed when complete, so nothing '
-              'half-written was left behind; run the same command again to resume (train.py) or redo the work.',
+              'half-written was left behind; run the same command again to resume (train.py; collect.py without --force) '
+              'or redo the work.',
               file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from compressed_ad.utils import PROJECT_ROOT
 
@@ -25,6 +27,21 @@ def run_script(*args, timeout=600, env_extra=None) -> subprocess.CompletedProces
     env.update(env_extra or {})
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def kill_script_when(predicate, *args, timeout=300, env_extra=None) -> int:
+    """Start a project script like ``run_script``, and kill it (SIGKILL, with the worker processes it started) as
+    soon as ``predicate()`` holds. Returns its exit code: -9 when it was killed, 0 if it ended first."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    env.update(env_extra or {})
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while proc.poll() is None and not predicate() and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

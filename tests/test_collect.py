@@ -12,7 +12,7 @@ from compressed_ad.algorithm.vec_env import GridVecEnv
 from compressed_ad.config_schema import load_config
 from compressed_ad.env import ENVS
 from compressed_ad.history_file import dataset_path
-from tests.helpers import assert_user_error, run_script
+from tests.helpers import assert_user_error, kill_script_when, run_script
 from compressed_ad.utils import UserError
 
 TINY_COLLECT = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1']
@@ -101,7 +101,8 @@ def _fail_on_goal(bad_goal, exc):
 
 
 @pytest.mark.parametrize('exc', [RuntimeError('boom'), KeyboardInterrupt()])
-def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir, monkeypatch, exc):
+def test_failed_or_interrupted_collect_writes_no_dataset_and_keeps_the_finished_tasks(tmp_path, workdir, monkeypatch,
+                                                                                       capsys, exc):
     from compressed_ad.algorithm import ppo as ppo_module
     config = load_config(overrides=TINY_COLLECT + workdir)
     path = dataset_path(config)
@@ -112,11 +113,65 @@ def test_failed_or_interrupted_collect_leaves_no_partial_file(tmp_path, workdir,
     if isinstance(exc, KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
             collect.main()
+        assert 'run collect.py again without --force' in capsys.readouterr().err
     else:
-        with pytest.raises(UserError, match=r'task 3 \(0, 3\) failed \(RuntimeError: boom\)'):
+        with pytest.raises(UserError, match=r'task 3 \(0, 3\) failed \(RuntimeError: boom\); no dataset was written. '
+                                            r'The 3 finished task\(s\) are kept in .*: run collect.py again without '
+                                            r'--force to continue with the 78 missing one\(s\)'):
             collect.main()
     assert path.read_bytes() == b'previous dataset'
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
+    partial = path.with_name(path.name + '.partial')
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, partial.name]  # no temporary file left
+    # tasks 0, 1 and 2 ran before task 3 (one worker, in order): each kept whole, in the schema of the dataset
+    assert sorted(p.name for p in partial.iterdir()) == ['task0.hdf5', 'task1.hdf5', 'task2.hdf5']
+    with h5py.File(partial / 'task2.hdf5') as f:
+        assert list(f) == ['2'] and list(f['2'].attrs['goal']) == [0, 2] and f['2/actions'].shape == (100, 2)
+
+
+SIX_TASKS = TINY_COLLECT + ['n_tasks=6', 'n_process=1']  # goals 3, 21, 24, 39, 49, 64 (task_seed 0)
+
+
+def test_a_killed_collect_resumes_and_writes_the_uninterrupted_collect_s_bytes(tmp_path, workdir):
+    path = dataset_path(load_config(overrides=SIX_TASKS + workdir))
+    partial = path.with_name(path.name + '.partial')
+    proc = run_script('collect.py', *SIX_TASKS, *workdir)
+    assert proc.returncode == 0, proc.stderr
+    uninterrupted = path.rename(tmp_path / 'uninterrupted.hdf5')
+    # killed (SIGKILL: no clean-up runs) once it has finished a task
+    code = kill_script_when(lambda: (partial / 'task3.hdf5').exists(), 'collect.py', *SIX_TASKS, *workdir)
+    assert code == -9 and not path.exists()
+    kept = sorted(p.name for p in partial.glob('task*.hdf5'))
+    assert 1 <= len(kept) < 6, kept
+    proc = run_script('collect.py', *SIX_TASKS, *workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f'Resuming: {len(kept)} of 6 tasks are already collected' in proc.stdout
+    assert f'over the {6 - len(kept)} tasks collected now' in proc.stdout
+    assert path.read_bytes() == uninterrupted.read_bytes()
+    assert not partial.exists()
+
+
+def test_finished_tasks_of_another_config_are_refused_and_force_starts_over(tmp_path, workdir, monkeypatch):
+    from compressed_ad.algorithm import ppo as ppo_module
+    path = dataset_path(load_config(overrides=SIX_TASKS + workdir))
+    partial = path.with_name(path.name + '.partial')
+    with monkeypatch.context() as patch:
+        patch.setattr(ppo_module, 'learn_task', _fail_on_goal((2, 6), RuntimeError('boom')))  # the third task
+        patch.setattr('sys.argv', ['collect.py', *SIX_TASKS, *workdir])
+        with pytest.raises(UserError, match='boom'):
+            collect.main()
+    kept = {p.name: p.read_bytes() for p in partial.iterdir()}
+    assert sorted(kept) == ['task21.hdf5', 'task3.hdf5']
+    proc = run_script('collect.py', *SIX_TASKS, 'n_stream=3', *workdir)
+    assert_user_error(proc, "holds 2 finished task(s) of a collect with another config (n_stream: 2 there, 3 here)",
+                      "with that collect's values to resume it", '--force to discard those tasks and start over')
+    assert {p.name: p.read_bytes() for p in partial.iterdir()} == kept and not path.exists()
+    proc = run_script('collect.py', '--force', *SIX_TASKS, 'n_stream=3', *workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert f"--force: discarding the 2 finished task(s) in '{partial}' and starting over." in proc.stdout
+    with h5py.File(path) as f:
+        assert sorted(f, key=int) == ['3', '21', '24', '39', '49', '64']
+        assert all(f[g]['actions'].shape == (100, 3) for g in f)  # every task collected again, with 3 streams
+    assert not partial.exists()
 
 
 def test_quick_collect_shows_learning(tmp_path, workdir):

@@ -2,7 +2,8 @@
 
 The fast tier, ``pytest -m "not slow"`` (``make test-fast``), runs every test that stays in the pytest process: a
 test is marked ``slow`` when it, or a fixture it uses, starts a process (a project script through ``run_script``,
-or ``subprocess`` / ``multiprocessing`` directly), or when it says so itself with ``@pytest.mark.slow``.
+or ``subprocess`` / ``multiprocessing`` directly), or when it says so itself (``@pytest.mark.slow``, or a module's
+``pytestmark``: the benchmark, the GPU rehearsal and Ray start processes of their own).
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ from compressed_ad.synthetic_histories import write_synthetic_file
 from compressed_ad.utils import UserError
 from tests.helpers import assert_user_error, kill_script_when, run_script
 
+pytestmark = pytest.mark.slow  # a local Ray cluster starts its own processes
+
 # six goals (3, 21, 24, 39, 49, 64 with task_seed 0), PPO cut to 5 rollouts of 20 steps on 2 streams
 SIX_TASKS = ['n_stream=2', 'train_source_timesteps=100', 'n_steps=20', 'ppo_batch_size=20', 'ppo_n_epochs=1',
              'n_tasks=6']

@@ -176,6 +176,9 @@ class Run:
         a checkpoint every ckpt_interval and at the end."""
         config, total = self.config, self.config['train_timesteps']
         net = training.wrap_for_training(self.model, config, self.device, self.world)
+        if config['compile'] and self.main_process:
+            print(f"compile=true: the first step compiles the model with torch.compile on {self.device} (tens of "
+                  f"seconds on a CPU; its time counts in the run's seconds).")
         self.model.train()
         bar = tqdm(total=total, initial=self.step, desc='train', unit='step', disable=not self.main_process,
                    mininterval=1.0)
@@ -203,6 +206,11 @@ class Run:
                             f"command again with train_batch_size={smaller} added: the run resumes from its last "
                             f"checkpoint with the smaller batch, and the change is recorded in "
                             f"{self.out / CONFIG_CHANGES}.") from None
+        except torch._dynamo.exc.BackendCompilerFailed as exc:  # e.g. no working C++ compiler for inductor
+            reason = str(exc).strip().splitlines()[0]
+            raise UserError(f"compile=true: torch.compile could not compile the model here ({reason}). Run the same "
+                            f"command with compile=false (the default): the run resumes from its last checkpoint, "
+                            f"and eager steps train the same model within rounding.") from None
         finally:
             bar.close()
         self.elapsed = time.time() - self.t0

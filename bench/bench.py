@@ -7,6 +7,7 @@
     python -m bench.bench --collect [--quick]               # PPO collection throughput instead
     python -m bench.bench tf_n_embd=256 tf_n_layer=8        # KEY=VALUE overrides apply to every mode
     python -m bench.bench --device cpu --env darkkeytodoor  # Dark Key-to-Door's contexts and regions
+    python -m bench.bench --device cpu --compare-compile    # each mode compiled against eager, with compile times
 
 Sizes suit the device: on CUDA the default (GPU-sized) configs; on a CPU the --cpu setting (config/cpu.yaml),
 unless --full asks for the default configs there too (each such CPU row takes minutes). Rows: every registered
@@ -21,8 +22,8 @@ would repeat another (same mode, same batch) is measured once. After each row th
   device-resident synthetic histories (16 goals x 8 streams x 13 regions, from
   ``synthetic_histories.py``), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
   AdamW (``model.training.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
-  the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model on CUDA
-  as train.py does (give it enough ``--warmup`` steps to compile).
+  the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model as train.py does, on any
+  device (give it enough ``--warmup`` steps to compile).
 * action targets/s = batch * targets per window / step time (the useful training signal per second). The
   batch counts windows of ``train_batch_size``; a sliding window of ``n_transit + sliding_tail`` transitions
   counts for ``(n_transit + sliding_tail) / n_transit`` of them (4/3 at its config), so its row shows more tokens
@@ -36,6 +37,11 @@ would repeat another (same mode, same batch) is measured once. After each row th
   after the context has reached its steady state (standard and sliding: the window full and sliding after
   ``n_transit`` steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
 
+``--compare-compile`` adds to each row its training step compiled against eager: two copies of the row's model,
+each with its own optimiser and batches, timed in turns in the same process (``COMPARE_ROUNDS`` rounds of
+``--steps / COMPARE_ROUNDS`` steps each, after ``--warmup`` untimed steps of each), so both see the same load;
+the compile time is the first compiled step less a compiled step.
+
 Then the ratios compressed / standard, memory / compressed, sliding / standard and compressed / sliding at each
 batch size they share. ``--json FILE``
 writes the rows.
@@ -46,6 +52,7 @@ config (one torch thread) and reports seconds per goal per core.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -53,6 +60,7 @@ import platform
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -63,7 +71,8 @@ from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import ENVS, task_indices, task_split, tasks_of
 from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout, rollout_on_tasks
-from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
+from compressed_ad.model.training import (TrainingBatches, make_optimizer, make_scheduler, train_step,
+                                          wrap_for_training)
 from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
                                  process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
@@ -102,7 +111,8 @@ def row_specs(args) -> list[dict]:
     defaults = {mode: mode_config(mode, args.presets, args.overrides, env=args.env)['train_batch_size'] for mode in MODES}
     equal = args.batch or defaults['standard']
     common = {'steps': args.steps, 'warmup': args.warmup, 'eval_steps': args.eval_steps, 'presets': args.presets,
-              'overrides': args.overrides, 'device': args.device, 'env': args.env}
+              'overrides': args.overrides, 'device': args.device, 'env': args.env,
+              'compare_compile': args.compare_compile}
     specs = [dict(common, mode=m, config='default', batch=defaults[m]) for m in modes]
     specs += [dict(common, mode=m, config='equal_batch', batch=equal) for m in modes if defaults[m] != equal]
     for spec in specs:
@@ -127,28 +137,73 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(model, sampler, config, device, batch: int, steps: int, warmup: int) -> float:
-    """Mean seconds per end-to-end training step (sample, forward, backward, clip, AdamW, LR schedule)."""
+def training_step_fn(model, sampler, config, device) -> Callable[[], None]:
+    """A function that runs one end-to-end training step of ``model`` (sample, forward, backward, clip, AdamW, LR
+    schedule) with an optimiser, schedule and batches of its own, compiled when ``compile`` is set, as train.py
+    does."""
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     gen = torch.Generator(device=device)
     gen.manual_seed(config['seed'])
     model.train()
-    net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model  # as train.py does
+    net = wrap_for_training(model, config, device, world=1)
     batches = TrainingBatches(sampler, model, config, gen)  # as train.py draws them (memory: walking rows)
     batches.start()
 
     def step():
         batches.after_step(train_step(net, model, batches.next(), optimizer, scheduler, config))
+    return step
 
-    for _ in range(warmup):
-        step()
+
+def seconds_per_call(fn: Callable[[], object], device, calls: int) -> float:
+    """Mean wall seconds of ``calls`` calls of ``fn`` (on CUDA, up to the end of the kernels they launched)."""
     sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for _ in range(calls):
+        fn()
     sync(device)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / calls
+
+
+def time_training(model, sampler, config, device, batch: int, steps: int, warmup: int) -> float:
+    """Mean seconds per end-to-end training step (``training_step_fn``) after ``warmup`` untimed ones."""
+    step = training_step_fn(model, sampler, config, device)
+    for _ in range(warmup):
+        step()
+    return seconds_per_call(step, device, steps)
+
+
+COMPARE_ROUNDS = 4  # --compare-compile: eager and compiled timed in turn, this many times
+
+
+def compiled_against_eager(eager_fn, compiled_fn, device, steps: int, warmup: int) -> dict:
+    """Time ``compiled_fn`` against ``eager_fn`` in one process: the compiled function's first call (which
+    compiles), ``warmup`` untimed calls of each, then ``COMPARE_ROUNDS`` rounds of ``steps / COMPARE_ROUNDS`` calls
+    of each in turn, so that both see the same load. Returns {'eager_s', 'compiled_s' (seconds per call),
+    'compile_s' (the first call less a compiled call)}."""
+    first = seconds_per_call(compiled_fn, device, 1)
+    for _ in range(warmup):
+        eager_fn()
+        compiled_fn()
+    per_round = max(1, steps // COMPARE_ROUNDS)
+    eager, compiled = [], []
+    for _ in range(COMPARE_ROUNDS):
+        eager.append(seconds_per_call(eager_fn, device, per_round))
+        compiled.append(seconds_per_call(compiled_fn, device, per_round))
+    eager_s, compiled_s = float(np.mean(eager)), float(np.mean(compiled))
+    return {'eager_s': eager_s, 'compiled_s': compiled_s, 'compile_s': max(0.0, first - compiled_s)}
+
+
+def compare_training(config, sampler, device, steps: int, warmup: int) -> dict:
+    """Compiled against eager training steps (``compiled_against_eager``) of two copies of one model."""
+    torch.manual_seed(config['seed'])
+    eager_model = build_model(config).to(device)
+    compiled_model = copy.deepcopy(eager_model)
+    eager = training_step_fn(eager_model, sampler, {**config, 'compile': False}, device)
+    compiled = training_step_fn(compiled_model, sampler, {**config, 'compile': True}, device)
+    timed = compiled_against_eager(eager, compiled, device, steps, warmup)
+    return {'compare_train_eager_ms': timed['eager_s'] * 1e3, 'compare_train_compiled_ms': timed['compiled_s'] * 1e3,
+            'compare_train_speedup': timed['eager_s'] / timed['compiled_s'], 'train_compile_s': timed['compile_s']}
 
 
 def eval_warmup_steps(config) -> int:
@@ -198,7 +253,10 @@ def measure_row(spec: dict) -> dict:
         peak, measure = peak_abs - start_mib, 'cpu_max_rss'
     eval_steps_per_s, eval_rows = time_evaluation(model, config, device, spec['eval_steps'])
     targets = sampler.targets_per_window()
-    return {
+    compared = {}
+    if spec.get('compare_compile'):
+        compared = compare_training(config, sampler, device, spec['steps'], spec['warmup'])
+    return compared | {
         'mode': spec['mode'], 'config': spec['config'], 'batch': spec['batch'],
         'tokens': sampler.window_len, 'targets_per_window': targets,
         'step_ms': step_s * 1e3, 'steps_per_s': 1 / step_s, 'action_targets_per_s': spec['batch'] * targets / step_s,
@@ -265,6 +323,22 @@ def format_table(rows: list[dict]) -> str:
              + (' growth over the row' if r['peak_measure'] == 'cpu_max_rss' else '')
              + f"; eval over {r['eval_steps']} steps of {r['eval_rows']} rollouts")
     return '\n'.join([title, line(head), line(['-' * w for w in widths])] + [line(b) for b in body])
+
+
+COMPILED_COLUMNS = [('mode', 'mode', '{}'), ('batch', 'batch', '{}'), ('compare_train_eager_ms', 'eager step ms', '{:.1f}'),
+                    ('compare_train_compiled_ms', 'compiled step ms', '{:.1f}'),
+                    ('compare_train_speedup', 'compiled speed', '{:.2f}x'), ('train_compile_s', 'compile s', '{:.1f}')]
+
+
+def format_compiled(rows: list[dict]) -> str:
+    """--compare-compile: per row, the training step eager and compiled (timed in turns in one process), the
+    compiled step's speed relative to eager's and its compile time."""
+    lines = ['compiled (torch.compile) against eager, timed in turns in one process; compiled speed = eager step '
+             'time / compiled step time:']
+    for r in rows:
+        lines.append('  ' + ', '.join(f'{title} {fmt.format(r[key])}' for key, title, fmt in COMPILED_COLUMNS
+                                      if key in r))
+    return '\n'.join(lines)
 
 
 def ratio(a: float, b: float) -> str:
@@ -344,6 +418,9 @@ def parse_args(argv=None):
                                                              'smaller model, short regions, few steps)')
     parser.add_argument('--cpu', action='store_true', help='the --cpu setting (config/cpu.yaml); the default on a CPU')
     parser.add_argument('--full', action='store_true', help='the default (GPU-sized) configs, also on a CPU')
+    parser.add_argument('--compare-compile', action='store_true',
+                        help='also time each mode compiled (torch.compile) against eager in the same process, in '
+                             'turns, with the compile time')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # internal: measure one row (JSON spec) and print it
     parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
                         help=f"measure these modes only (default: all of {', '.join(MODES)})")
@@ -418,6 +495,9 @@ def main():
     print(format_table(rows))
     print()
     print(format_ratios(rows))
+    if args.compare_compile:
+        print()
+        print(format_compiled(rows))
     if args.json:
         write_json(args.json, rows)
     return 0

@@ -3,16 +3,22 @@
     python -m bench.device_run --out OUT_DIR                    # on a GPU machine (about 8 minutes on one H100)
     python -m bench.device_run --out /tmp/device_run --quick    # the same stages at the quick setting, on a CPU
     python -m bench.device_run --out OUT_DIR --keytodoor        # Dark Key-to-Door's protocol instead (below)
+    python -m bench.device_run --out /tmp/device_run --tiny     # every stage in seconds on a CPU (what the tests run)
 
 Stages, each timed, in order of what matters most should the time run out: collect the default dataset on every
 core; ``python -m bench.bench --json`` (all modes side by side at the default batch); ``python -m
 bench.profile_step`` (wall time against kernel time of a training and a rollout step); for each mode, train at the
-default model for the largest step budget that fits ``--train-seconds`` (the bench's measured steps/s of that mode
-times the budget) and evaluate at the default 8 goals x 16 rollouts x 500 episodes; the comparison of
-``example_compressed_training.py``; then the benchmark again with ``compile=true`` at ``--compiled-batch``.
+default model, with one schedule for every mode: the largest step budget that fits ``--train-seconds`` for the slowest
+mode (the bench's measured steps/s of that mode times the budget), and evaluate at the default 8 goals x 16 rollouts
+x 500 episodes; the comparison of ``example_compressed_training.py``, given the same schedule (it compares only runs
+trained with the config it is asked for); then the benchmark again with ``compile=true`` at ``--compiled-batch``.
 A stage that fails is recorded and the next one runs (the later stages that need its output fail in turn), so one
 run reports everything that works. ``--budget-seconds`` bounds the whole command: a stage is cut off when the
-budget is spent and the remaining ones are skipped. Everything measured goes into OUT_DIR, rewritten after every
+budget is spent and the remaining ones are skipped. Each stage runs in a process group of its own, and a stage cut
+off (or interrupted by Ctrl-C) is ended with every script it started (the example's train.py and evaluate.py
+runs). ``--tiny`` runs every stage at tiny sizes (``TINY_DARK_ROOM``, ``TINY_KEYTODOOR``) on top of ``--quick``, in a
+few minutes on 2 CPU cores: a rehearsal of the stages, whose numbers mean nothing. Everything measured goes into
+OUT_DIR, rewritten after every
 stage: results.json (stage wall times and outcomes, training and evaluation summaries, the projected wall time of
 a full 50k-step run per mode), bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
 
@@ -31,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +45,7 @@ import time
 from math import inf
 from pathlib import Path
 
-from compressed_ad.config_schema import load_config
+from compressed_ad.config_schema import EVAL_KEYS, load_config
 from compressed_ad.context_modes import model_configs
 from compressed_ad.run_files import EVAL_SUMMARY, TRAIN_SUMMARY, run_dir
 from compressed_ad.utils import PROJECT_ROOT, UserError, atomic_write_text, read_json, run_main
@@ -52,6 +59,44 @@ KEYTODOOR_QUICK = ['--env', 'darkkeytodoor', '--modes', 'sliding,compressed', '-
 # the scale that reached 1.81 of 2 over the last 10% of 200 episodes in one sliding run on 2 CPU cores (RESULTS.md),
 # in about an hour of them: four times the --cpu setting's 4,500 steps
 KEYTODOOR_SCALE = ['--cpu', 'train_timesteps=18000']
+MIN_TRAIN_STEPS = 100  # the Dark Room runs' step budget, at least
+# --tiny: sizes on top of --quick that keep every stage to seconds on a CPU, the same in every mode (12 tasks, short
+# PPO histories, regions of 8 or 20 steps, a one-layer model, a few evaluation episodes)
+_TINY_MODEL = ['tf_n_embd=16', 'tf_n_layer=1', 'tf_n_head=1', 'tf_dim_feedforward=32', 'train_batch_size=8',
+               'test_batch_size=8', 'test_n_batches=1', 'summary_interval=2', 'memory_unroll=2', 'eval_episodes=2',
+               'eval_streams_per_goal=2']
+TINY_DARK_ROOM = ['n_tasks=12', 'n_stream=2', 'n_steps=8', 'train_source_timesteps=48', 'ppo_batch_size=8',
+                  'ppo_n_epochs=1', 'compress_interval=8', 'n_transit=16', 'sliding_tail=16', *_TINY_MODEL]
+TINY_KEYTODOOR = ['n_tasks=12', 'train_env_ratio=0.75', 'n_stream=2', 'n_steps=20', 'train_source_timesteps=80',
+                  'ppo_batch_size=20', 'ppo_n_epochs=1', 'compress_interval=20', 'n_transit=40', 'sliding_tail=40',
+                  *_TINY_MODEL, 'train_timesteps=12', 'num_warmup_steps=2', 'eval_interval=6', 'ckpt_interval=6']
+TINY_BENCH_COUNTS = ['--steps', '1', '--warmup', '1', '--eval-steps', '2']
+TINY_COMPILED_BATCH = 16
+
+
+def end_process_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """End every process of the group ``proc`` leads (it was started with ``start_new_session``): SIGTERM, then
+    SIGKILL to whatever is left after ``grace_s`` seconds. Processes that outlived the leader are still in its
+    group, so they are reached too; a group already empty is left as it is."""
+    def signal_group(sig) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+            return True
+        except ProcessLookupError:  # no process of the group is left
+            return False
+
+    if not signal_group(signal.SIGTERM):
+        return
+    deadline = time.time() + grace_s
+    while time.time() < deadline:
+        if proc.poll() is None:
+            time.sleep(0.1)
+            continue
+        if not signal_group(0):  # signal 0 only asks whether any member is left
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    proc.wait()
 
 
 class Stages:
@@ -71,12 +116,17 @@ class Stages:
             return False
         print(f"\n=== {title}: python {' '.join(args)}", flush=True)
         start = time.time()
+        # a process group of its own: a stage's scripts start scripts of their own (the example runs train.py and
+        # evaluate.py, --jobs of them at once), and cutting the stage off must end all of them, not only its first
+        proc = subprocess.Popen([sys.executable, *args], cwd=PROJECT_ROOT, start_new_session=True,
+                                env=dict(os.environ, PYTHONUNBUFFERED='1'))
         try:
-            proc = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, timeout=None if left == inf else left,
-                                  env=dict(os.environ, PYTHONUNBUFFERED='1'))
-            self.outcomes[title] = 'ok' if proc.returncode == 0 else f'failed: exit code {proc.returncode}'
+            code = proc.wait(timeout=None if left == inf else left)
+            self.outcomes[title] = 'ok' if code == 0 else f'failed: exit code {code}'
         except subprocess.TimeoutExpired:
             self.outcomes[title] = 'cut off: budget spent'
+        finally:  # also on Ctrl-C of this command: nothing a stage started outlives it
+            end_process_group(proc)
         self.timings[title] = round(time.time() - start, 1)
         print(f"=== {title}: {self.outcomes[title]} after {self.timings[title]} s", flush=True)
         return self.outcomes[title] == 'ok'
@@ -101,41 +151,64 @@ def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: lis
     return results
 
 
+def eval_overrides(overrides: list[str]) -> list[str]:
+    """The evaluation keys among ``overrides`` (evaluate.py takes these, and the example passes them on to it)."""
+    return [o for o in overrides if o.split('=', 1)[0] in EVAL_KEYS]
+
+
+def one_schedule(args, configs: dict, steps_per_s: dict) -> tuple[int, list[str]]:
+    """(steps, schedule overrides): one training schedule for every mode, so that their runs compare and the
+    comparison stage can ask for the config they were trained with. At the quick setting its own
+    ``train_timesteps``; otherwise the most steps the slowest mode makes in ``--train-seconds`` at the rates the
+    bench stage measured (10 steps/s, a guess recorded in results.json, for a mode it did not measure), at least
+    ``MIN_TRAIN_STEPS``. The warm-up is shortened to a tenth of the run, the cosine decay spans it."""
+    if args.quick and not args.tiny:
+        steps = min(c['train_timesteps'] for c in configs.values())
+    else:
+        slowest = min(steps_per_s.get(mode, 10.0) for mode in configs)
+        steps = max(MIN_TRAIN_STEPS, int(args.train_seconds * slowest))
+    warmup = min(min(c['num_warmup_steps'] for c in configs.values()), steps // 10)
+    return steps, [f'train_timesteps={steps}', f'num_warmup_steps={warmup}', f'eval_interval={max(1, steps // 5)}',
+                   f'ckpt_interval={steps}']
+
+
 def run_dark_room(args, stages: Stages, out: Path, work: Path, paths: list[str]) -> None:
     preset = ['--quick'] if args.quick else []
     presets = ['quick'] if args.quick else []
+    sizes = (TINY_DARK_ROOM if args.tiny else []) + paths  # every project script's overrides
     budget: dict[str, int] = {}
     steps_per_s: dict[str, float] = {}
 
     def save():
-        results = gather_results(stages, budget, steps_per_s, presets, paths)
+        results = gather_results(stages, budget, steps_per_s, presets, sizes)
         atomic_write_text(out / 'results.json', json.dumps(results, indent=2))
 
-    stages.run('collect', ['collect.py', *preset, '--force', 'n_process=0', *paths])
+    stages.run('collect', ['collect.py', *preset, '--force', 'n_process=0', *sizes])
     save()
     size = ['--quick'] if args.quick else ['--full']
-    if stages.run('bench', ['-m', 'bench.bench', '--json', str(out / 'bench.json'), *size, *paths]):
+    counts = TINY_BENCH_COUNTS if args.tiny else []
+    if stages.run('bench', ['-m', 'bench.bench', '--json', str(out / 'bench.json'), *size, *counts, *paths]):
         rows = read_json(out / 'bench.json') or []
         steps_per_s.update({r['mode']: r['steps_per_s'] for r in rows if r['config'] == 'default'})
     save()
     stages.run('profile', ['-m', 'bench.profile_step', '--json', str(out / 'profile.json'), *preset, *paths])
     save()
+    configs = {mode: load_config(model_config, presets, sizes) for mode, model_config in MODES.items()}
+    steps, schedule = one_schedule(args, configs, steps_per_s)
     for mode, model_config in MODES.items():
-        config = load_config(model_config, presets, paths)
-        rate = steps_per_s.get(mode, 10.0)  # without a bench figure: a guess, recorded in results.json
-        steps = config['train_timesteps'] if args.quick else max(100, int(args.train_seconds * rate))
         budget[mode] = steps
-        schedule = [f'train_timesteps={steps}', f'num_warmup_steps={min(config["num_warmup_steps"], steps // 10)}',
-                    f'eval_interval={max(1, steps // 5)}', f'ckpt_interval={steps}']
-        if stages.run(f'train {mode}', ['train.py', '--config', model_config, *preset, *paths, *schedule]):
-            stages.run(f'evaluate {mode}', ['evaluate.py', str(run_dir(config)), *preset])
+        if stages.run(f'train {mode}', ['train.py', '--config', model_config, *preset, *sizes, *schedule]):
+            stages.run(f'evaluate {mode}', ['evaluate.py', str(run_dir(configs[mode])), *preset,
+                                            *eval_overrides(sizes)])
         save()
+    # the runs' own schedule: the example refuses a finished run trained with another config than the one asked for
     if stages.run('compare', ['example_compressed_training.py', '--mode', 'eval', '--modes', ','.join(MODES),
-                              *preset, *paths]):
+                              *preset, *sizes, *schedule]):
         shutil.copy(work / 'runs' / 'comparison.md', out / 'comparison.md')
     save()
-    batch = 64 if args.quick else args.compiled_batch
-    counts = ['--warmup', '3', '--eval-steps', '20'] if args.quick else ['--warmup', '12', '--eval-steps', '100']
+    batch = (TINY_COMPILED_BATCH if args.tiny else 64) if args.quick else args.compiled_batch
+    counts = (TINY_BENCH_COUNTS if args.tiny else ['--warmup', '3', '--eval-steps', '20']) if args.quick else \
+        ['--warmup', '12', '--eval-steps', '100']
     stages.run('bench compiled', ['-m', 'bench.bench', '--json', str(out / 'bench_compiled.json'), *size, '--batch',
                                   str(batch), *counts, 'compile=true', f'train_batch_size={batch}', *paths])
     save()
@@ -155,9 +228,11 @@ def keytodoor_runs(work: Path) -> dict:
 def run_keytodoor(args, stages: Stages, out: Path, work: Path, paths: list[str]) -> None:
     protocol = KEYTODOOR_QUICK if args.quick else KEYTODOOR
     preset = ['--quick'] if args.quick else KEYTODOOR_SCALE
+    sizes = (TINY_KEYTODOOR if args.tiny else []) + paths  # every project script's overrides
 
     def save():
-        results = {'timings_s': stages.timings, 'outcomes': stages.outcomes, 'protocol': protocol + preset,
+        results = {'timings_s': stages.timings, 'outcomes': stages.outcomes,
+                   'protocol': protocol + preset + (TINY_KEYTODOOR if args.tiny else []),
                    'runs': keytodoor_runs(work), 'comparison': read_json(work / 'runs' / 'comparison.json')}
         atomic_write_text(out / 'results.json', json.dumps(results, indent=2, default=str))
 
@@ -165,10 +240,10 @@ def run_keytodoor(args, stages: Stages, out: Path, work: Path, paths: list[str])
     collect_preset = ['--quick'] if args.quick else []
     if not list((work / 'datasets').glob('*.hdf5')):
         stages.run('collect keytodoor', ['collect.py', '--env', 'darkkeytodoor', *collect_preset, 'n_process=0',
-                                         *paths])
+                                         *sizes])
     save()
     if stages.run('keytodoor protocol', ['example_compressed_training.py', '--mode', 'all', *protocol, *preset,
-                                         '--jobs', str(args.jobs), *paths]):
+                                         '--jobs', str(args.jobs), *sizes]):
         for name in ('comparison.md', 'comparison.json'):
             shutil.copy(work / 'runs' / name, out / name)
     save()
@@ -181,18 +256,23 @@ def main():
     # 42-63 s and evaluate 37-48 s per mode at 40 s of training, compare 7 s, compiled bench 74 s; with the fourth
     # (sliding) mode, 20 s of training per mode keeps the whole run near 8 minutes
     parser.add_argument('--train-seconds', type=float, default=20.0,
-                        help='training budget per mode, in seconds (default 20)')
+                        help='training budget per mode, in seconds (default 20): what the slowest mode trains for, '
+                             'every mode training as many steps')
     parser.add_argument('--budget-seconds', type=float,
                         help='wall-time bound of the whole command (default 540; none with --keytodoor)')
     parser.add_argument('--compiled-batch', type=int, default=2048,
                         help='batch of the compile=true benchmark stage (default 2048)')
     parser.add_argument('--quick', action='store_true', help='the quick setting (config/quick.yaml), for a CPU')
+    parser.add_argument('--tiny', action='store_true',
+                        help='a tiny model, dataset and schedule on top of --quick, so that every stage runs end to '
+                             'end in seconds on a CPU (a test of the stages; the numbers mean nothing)')
     parser.add_argument('--work', help='folder for the dataset and runs (default: a new temporary folder)')
     parser.add_argument('--keytodoor', action='store_true',
                         help="Dark Key-to-Door's protocol instead of the Dark Room stages")
     parser.add_argument('--jobs', type=int, default=12,
                         help='with --keytodoor: runs trained and evaluated at a time (default 12: all of them)')
     args = parser.parse_args()
+    args.quick = args.quick or args.tiny
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give the number of runs to train at a time, 1 or more.")
     out = Path(args.out).resolve()

@@ -18,9 +18,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.bench import MODES, make_sampler, mode_config, steady_rollout, sync
+from bench.bench import MODES, make_sampler, mode_config, steady_rollout, sync, training_step_fn
 from compressed_ad.model import build_model
-from compressed_ad.model.training import TrainingBatches, make_optimizer, make_scheduler, train_step
 from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
 PROFILED_STEPS = 5
@@ -54,17 +53,7 @@ def profile_mode(mode: str, presets: list[str], overrides: list[str], device, to
     sampler = make_sampler(config, device, 'quick' in presets)
     torch.manual_seed(config['seed'])
     model = build_model(config).to(device)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model
-    gen = torch.Generator(device=device)
-    gen.manual_seed(config['seed'])
-    model.train()
-    batches = TrainingBatches(sampler, model, config, gen)  # as train.py draws them (memory: walking rows)
-    batches.start()
-
-    def step():
-        batches.after_step(train_step(net, model, batches.next(), optimizer, scheduler, config))
+    step = training_step_fn(model, sampler, config, device)  # as train.py trains (memory: walking rows)
     for _ in range(10 if config['compile'] else 3):  # compile and allocator warmup
         step()
     train = profile_calls(step, device, PROFILED_STEPS, top)

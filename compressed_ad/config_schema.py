@@ -152,8 +152,8 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # random streams differ between devices; a training run may be resumed on another device
     'device': (_STR, lambda v: v in ('auto', 'cpu', 'mps') or v.startswith('cuda'),
                "'auto', 'cpu', 'mps' or 'cuda[:N]'", EVAL),
-    # torch.compile runs the same computation (on CUDA only; fused kernels may round the last bits
-    # differently); the evaluation never compiles
+    # torch.compile runs the same training computation (on any device; fused kernels may round the last
+    # bits differently, model.training.wrap_for_training); evaluate.py never compiles
     'compile': (_BOOL, None, 'true or false', IO),
     # the precision the model was trained in, and the one the evaluation uses on CUDA: fixed by the run,
     # so an evaluation never runs a bf16-trained model in another precision under the run's name

@@ -194,8 +194,15 @@ def setup_distributed(config) -> tuple[int, int, torch.device]:
 
 
 def wrap_for_training(model, config, device, world: int):
-    """The module the training step calls: compiled on CUDA when ``compile`` is set, DDP-wrapped under torchrun."""
-    net = torch.compile(model) if config['compile'] and device.type == 'cuda' else model
+    """The module the training step calls: compiled (``torch.compile``, on any device) when ``compile`` is set,
+    DDP-wrapped under torchrun.
+
+    Compiling costs its time once, at the first step (tens of seconds on a CPU, less where inductor's cache already
+    holds the graphs), and gives the same losses within rounding (fused kernels round the last bits differently).
+    On a CPU the compiled step has measured slower than eager (``python -m bench.bench --compare-compile``), hence
+    eager by default.
+    """
+    net = torch.compile(model) if config['compile'] else model
     if world > 1:
         net = DDP(net, device_ids=[device.index] if device.type == 'cuda' else None)
     return net

@@ -23,8 +23,8 @@ stage: results.json (stage wall times and outcomes, training and evaluation summ
 a full 50k-step run per mode), bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
 
 ``--keytodoor`` runs Dark Key-to-Door's protocol at the scale RESULTS.md measured to reach the target, too slow for
-2 CPU cores: the ``--cpu`` model (0.1M parameters, batch 32) trained for 18,000 steps instead of 4,500
-(``KEYTODOOR_SCALE``). It collects the default Key-to-Door dataset on every core (unless ``--work`` already holds a
+2 CPU cores: ``--cpu``, which on Key-to-Door trains the ``--cpu`` model (0.1M parameters, batch 32) for 18,000 steps
+(``KEYTODOOR_SCALE``, config/env/darkkeytodoor/cpu.yaml). It collects the default Key-to-Door dataset on every core (unless ``--work`` already holds a
 dataset), then ``example_compressed_training.py`` trains standard AD's context (the sliding mode) and compressed AD
 on 2 seeds x 3 splits, ``--jobs`` runs at a time, evaluates them on the held-out tasks and compares them. It writes
 results.json (stage wall times and outcomes, every run's training and evaluation summary), comparison.md,
@@ -56,9 +56,9 @@ FULL_RUN_STEPS = 50_000
 # 200 episodes affordable) against compressed AD, 2 training seeds x 3 task splits each
 KEYTODOOR = ['--env', 'darkkeytodoor', '--modes', 'sliding,compressed', '--seeds', '0,1', '--splits', '0,1,2']
 KEYTODOOR_QUICK = ['--env', 'darkkeytodoor', '--modes', 'sliding,compressed', '--seeds', '0', '--splits', '0,1']
-# the scale that reached 1.81 of 2 over the last 10% of 200 episodes in one sliding run on 2 CPU cores (RESULTS.md),
-# in about an hour of them: four times the --cpu setting's 4,500 steps
-KEYTODOOR_SCALE = ['--cpu', 'train_timesteps=18000']
+# the scale that reached 1.84 of 2 over the last 10% of 200 episodes in one sliding run on 2 CPU cores (RESULTS.md):
+# --cpu on Key-to-Door, the --cpu model trained for 18,000 steps (config/env/darkkeytodoor/cpu.yaml)
+KEYTODOOR_SCALE = ['--cpu']
 MIN_TRAIN_STEPS = 100  # the Dark Room runs' step budget, at least
 # --tiny: sizes on top of --quick that keep every stage to seconds on a CPU, the same in every mode (12 tasks, short
 # PPO histories, regions of 8 or 20 steps, a one-layer model, a few evaluation episodes)

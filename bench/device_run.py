@@ -20,10 +20,11 @@ run reports everything that works. ``--budget-seconds`` bounds the whole command
 budget is spent and the remaining ones are skipped. Each stage runs in a process group of its own, and a stage cut
 off (or interrupted by Ctrl-C) is ended with every script it started (the example's train.py and evaluate.py
 runs). ``--tiny`` runs every stage at tiny sizes (``TINY_DARK_ROOM``, ``TINY_KEYTODOOR``) on top of ``--quick``, in a
-few minutes on 2 CPU cores: a rehearsal of the stages, whose numbers mean nothing. Everything measured goes into
-OUT_DIR, rewritten after every
-stage: results.json (stage wall times and outcomes, training and evaluation summaries, the projected wall time of
-a full 50k-step run per mode, the compiled training run's summary), bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
+few minutes on 2 CPU cores (the compiled benchmark measures standard AD alone): a rehearsal of the stages, whose
+numbers mean nothing. Everything measured goes into
+OUT_DIR, rewritten after every stage: results.json (stage wall times and outcomes, training and evaluation
+summaries, the projected wall time of a full 50k-step run per mode, the compiled training run's summary),
+bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
 
 ``--keytodoor`` runs Dark Key-to-Door's protocol at the scale RESULTS.md measured to reach the target, too slow for
 2 CPU cores: the ``--cpu`` model (0.1M parameters, batch 32) trained for 18,000 steps instead of 4,500

@@ -34,7 +34,8 @@ class StaticRollout(InContextRollout):
     """``InContextRollout`` (cached, same arguments) whose steps are static (see the module docstring).
 
     ``compile``: compile each kind of step with ``torch.compile(fullgraph=True)``; ``cuda_graph`` (default: on when
-    compiling on CUDA): capture it too. ``compiled`` holds the compiled functions by kind of step.
+    compiling on CUDA): capture it too. ``step_functions`` holds the function of each kind of step run so far
+    (compiled with ``compile``).
     """
 
     def __init__(self, model, config: dict, tasks: torch.Tensor, greedy: bool = False,
@@ -61,7 +62,7 @@ class StaticRollout(InContextRollout):
         if self.cuda_graph:
             for buffer in self.buffers():
                 torch._dynamo.mark_static_address(buffer)
-        self.compiled: dict[str, object] = {}
+        self.step_functions: dict[str, object] = {}
 
     def buffers(self) -> list[torch.Tensor]:
         """Every tensor a static step writes in place (they keep their storage for the whole rollout)."""
@@ -71,12 +72,12 @@ class StaticRollout(InContextRollout):
 
     def _step_fn(self, kind: str):
         """The function that runs a step of ``kind``: ``static_step``, compiled once per kind with ``compile``."""
-        if kind not in self.compiled:
+        if kind not in self.step_functions:
             def step(noise, kind=kind):
                 return self.static_step(kind, noise)
             mode = 'reduce-overhead' if self.cuda_graph else None
-            self.compiled[kind] = torch.compile(step, fullgraph=True, mode=mode) if self.compile else step
-        return self.compiled[kind]
+            self.step_functions[kind] = torch.compile(step, fullgraph=True, mode=mode) if self.compile else step
+        return self.step_functions[kind]
 
     def static_step(self, kind: str, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One environment step of every row, as one fixed-shape computation: append the token, act, step the

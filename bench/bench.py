@@ -37,10 +37,15 @@ would repeat another (same mode, same batch) is measured once. After each row th
   after the context has reached its steady state (standard and sliding: the window full and sliding after
   ``n_transit`` steps; compressed: after the first region has closed). Transitions/s = steps/s * 128.
 
-``--compare-compile`` adds to each row its training step compiled against eager: two copies of the row's model,
-each with its own optimiser and batches, timed in turns in the same process (``COMPARE_ROUNDS`` rounds of
-``--steps / COMPARE_ROUNDS`` steps each, after ``--warmup`` untimed steps of each), so both see the same load;
-the compile time is the first compiled step less a compiled step.
+``compile=true`` also times the evaluation on the compiled static rollout (``model.static_rollout``: each kind of
+step one compiled graph; on CUDA captured as a CUDA graph), after every kind of its step has compiled.
+
+``--compare-compile`` adds to each row its training step compiled against eager (two copies of the row's model,
+each with its own optimiser and batches) and its rollout step, the compiled static rollout against the eager
+``InContextRollout``, each pair timed in turns in the same process (``COMPARE_ROUNDS`` rounds of ``--steps`` /
+``--eval-steps`` over ``COMPARE_ROUNDS`` steps each, after ``--warmup`` untimed training steps of each), so both see
+the same load; the compile time is the first compiled step(s) less as many compiled steps. It depends on
+inductor's on-disk cache: the first run of a setting compiles cold, later ones mostly load.
 
 Then the ratios compressed / standard, memory / compressed, sliding / standard and compressed / sliding at each
 batch size they share. ``--json FILE``
@@ -211,26 +216,40 @@ def eval_warmup_steps(config) -> int:
     return config['compress_interval'] if mode_of(config).regions else config['n_transit']
 
 
-def steady_rollout(model, config, device) -> InContextRollout:
+def steady_rollout(model, config, device, compiled: bool = False) -> InContextRollout:
     """A cached in-context rollout on EVAL_GOALS held-out goals (repeated when there are fewer) x EVAL_STREAMS, with
-    the fixed compression trigger, run until its context is in its steady state."""
+    the fixed compression trigger, run until its context is in its steady state. ``compiled``: the compiled static
+    rollout (``model.static_rollout``; on CUDA captured as CUDA graphs), run one step further, so that every kind of
+    its step has compiled (standard mode's first slide comes right after the window has filled)."""
     _, test_idx = task_split(config)
     goals = tasks_of(config, np.resize(test_idx, EVAL_GOALS))
-    rollout = rollout_on_tasks(model, config, goals, EVAL_STREAMS, device, compress_trigger='fixed')
-    for _ in range(eval_warmup_steps(config)):
+    rollout = rollout_on_tasks(model, config, goals, EVAL_STREAMS, device, compress_trigger='fixed', static=compiled,
+                               compile=compiled)
+    for _ in range(eval_warmup_steps(config) + compiled):
         rollout.step()
     return rollout
 
 
 def time_evaluation(model, config, device, steps: int) -> tuple[float, int]:
-    """(env steps per second, rows) of ``steady_rollout``."""
-    rollout = steady_rollout(model, config, device)
-    sync(device)
+    """(env steps per second, rows) of ``steady_rollout``, compiled when ``compile`` is set."""
+    rollout = steady_rollout(model, config, device, compiled=config['compile'])
+    return 1 / seconds_per_call(rollout.step, device, steps), rollout.B
+
+
+def compare_evaluation(model, config, device, steps: int) -> dict:
+    """Rollout steps of the compiled static rollout against the eager one (``compiled_against_eager``): compiling
+    is the static rollout's way to its steady state less as many compiled steps."""
+    eager = steady_rollout(model, config, device)
     start = time.perf_counter()
-    for _ in range(steps):
-        rollout.step()
+    compiled = steady_rollout(model, config, device, compiled=True)
     sync(device)
-    return steps / (time.perf_counter() - start), rollout.B
+    warm_s = time.perf_counter() - start
+    warm_steps = eval_warmup_steps(config) + 1
+    timed = compiled_against_eager(eager.step, compiled.step, device, steps, warmup=0)
+    return {'compare_eval_eager_steps_per_s': 1 / timed['eager_s'],
+            'compare_eval_compiled_steps_per_s': 1 / timed['compiled_s'],
+            'compare_eval_speedup': timed['eager_s'] / timed['compiled_s'],
+            'eval_compile_s': max(0.0, warm_s - warm_steps * timed['compiled_s'])}
 
 
 def measure_row(spec: dict) -> dict:
@@ -256,6 +275,7 @@ def measure_row(spec: dict) -> dict:
     compared = {}
     if spec.get('compare_compile'):
         compared = compare_training(config, sampler, device, spec['steps'], spec['warmup'])
+        compared |= compare_evaluation(model, config, device, spec['eval_steps'])
     return compared | {
         'mode': spec['mode'], 'config': spec['config'], 'batch': spec['batch'],
         'tokens': sampler.window_len, 'targets_per_window': targets,
@@ -325,16 +345,21 @@ def format_table(rows: list[dict]) -> str:
     return '\n'.join([title, line(head), line(['-' * w for w in widths])] + [line(b) for b in body])
 
 
-COMPILED_COLUMNS = [('mode', 'mode', '{}'), ('batch', 'batch', '{}'), ('compare_train_eager_ms', 'eager step ms', '{:.1f}'),
+COMPILED_COLUMNS = [('mode', 'mode', '{}'), ('batch', 'batch', '{}'),
+                    ('compare_train_eager_ms', 'train: eager step ms', '{:.1f}'),
                     ('compare_train_compiled_ms', 'compiled step ms', '{:.1f}'),
-                    ('compare_train_speedup', 'compiled speed', '{:.2f}x'), ('train_compile_s', 'compile s', '{:.1f}')]
+                    ('compare_train_speedup', 'compiled speed', '{:.2f}x'), ('train_compile_s', 'compile s', '{:.1f}'),
+                    ('compare_eval_eager_steps_per_s', 'eval: eager steps/s', '{:.1f}'),
+                    ('compare_eval_compiled_steps_per_s', 'compiled static steps/s', '{:.1f}'),
+                    ('compare_eval_speedup', 'compiled speed', '{:.2f}x'), ('eval_compile_s', 'compile s', '{:.1f}')]
 
 
 def format_compiled(rows: list[dict]) -> str:
-    """--compare-compile: per row, the training step eager and compiled (timed in turns in one process), the
-    compiled step's speed relative to eager's and its compile time."""
+    """--compare-compile: per row, the training step and the rollout step eager and compiled (timed in turns in
+    one process), the compiled step's speed relative to eager's and its compile time."""
     lines = ['compiled (torch.compile) against eager, timed in turns in one process; compiled speed = eager step '
-             'time / compiled step time:']
+             'time / compiled step time; compile s: with inductor\'s cache as it was (cold: set '
+             'TORCHINDUCTOR_FORCE_DISABLE_CACHES=1):']
     for r in rows:
         lines.append('  ' + ', '.join(f'{title} {fmt.format(r[key])}' for key, title, fmt in COMPILED_COLUMNS
                                       if key in r))

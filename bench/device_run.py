@@ -11,16 +11,20 @@ bench.profile_step`` (wall time against kernel time of a training and a rollout 
 default model, with one schedule for every mode: the largest step budget that fits ``--train-seconds`` for the slowest
 mode (the bench's measured steps/s of that mode times the budget), and evaluate at the default 8 goals x 16 rollouts
 x 500 episodes; the comparison of ``example_compressed_training.py``, given the same schedule (it compares only runs
-trained with the config it is asked for); then the benchmark again with ``compile=true`` at ``--compiled-batch``.
+trained with the config it is asked for); then the benchmark again with ``compile=true`` at ``--compiled-batch``
+(its training steps compiled, its rollout steps those of the compiled static rollout, on CUDA captured as CUDA
+graphs); last, ``train.py`` with ``compile=true`` end to end, compressed AD on the same schedule (into
+``--work``/runs_compiled).
 A stage that fails is recorded and the next one runs (the later stages that need its output fail in turn), so one
 run reports everything that works. ``--budget-seconds`` bounds the whole command: a stage is cut off when the
 budget is spent and the remaining ones are skipped. Each stage runs in a process group of its own, and a stage cut
 off (or interrupted by Ctrl-C) is ended with every script it started (the example's train.py and evaluate.py
 runs). ``--tiny`` runs every stage at tiny sizes (``TINY_DARK_ROOM``, ``TINY_KEYTODOOR``) on top of ``--quick``, in a
-few minutes on 2 CPU cores: a rehearsal of the stages, whose numbers mean nothing. Everything measured goes into
-OUT_DIR, rewritten after every
-stage: results.json (stage wall times and outcomes, training and evaluation summaries, the projected wall time of
-a full 50k-step run per mode), bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
+few minutes on 2 CPU cores (the compiled benchmark measures standard AD alone): a rehearsal of the stages, whose
+numbers mean nothing. Everything measured goes into
+OUT_DIR, rewritten after every stage: results.json (stage wall times and outcomes, training and evaluation
+summaries, the projected wall time of a full 50k-step run per mode, the compiled training run's summary),
+bench.json, bench_compiled.json, profile.json, comparison.md and comparison.png.
 
 ``--keytodoor`` runs Dark Key-to-Door's protocol at the scale RESULTS.md measured to reach the target, too slow for
 2 CPU cores: ``--cpu``, which on Key-to-Door trains the ``--cpu`` model (0.1M parameters, batch 32) for 18,000 steps
@@ -72,6 +76,8 @@ TINY_KEYTODOOR = ['n_tasks=12', 'train_env_ratio=0.75', 'n_stream=2', 'n_steps=2
                   *_TINY_MODEL, 'train_timesteps=12', 'num_warmup_steps=2', 'eval_interval=6', 'ckpt_interval=6']
 TINY_BENCH_COUNTS = ['--steps', '1', '--warmup', '1', '--eval-steps', '2']
 TINY_COMPILED_BATCH = 16
+TINY_COMPILED_MODE = 'standard'  # --tiny: the one mode the compiled benchmark stage measures
+COMPILED_RUNS = 'runs_compiled'  # --work's folder for the compile=true training run
 
 
 def end_process_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -132,7 +138,8 @@ class Stages:
         return self.outcomes[title] == 'ok'
 
 
-def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: list[str], paths: list[str]) -> dict:
+def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: list[str], paths: list[str],
+                   work: Path) -> dict:
     """What has been measured so far (missing parts are absent, not guessed)."""
     results = {'timings_s': stages.timings, 'outcomes': stages.outcomes, 'train_steps': budget,
                'bench_default_steps_per_s': steps_per_s, 'modes': {}}
@@ -148,6 +155,9 @@ def gather_results(stages: Stages, budget: dict, steps_per_s: dict, presets: lis
                                                             'mean_return_per_goal', 'oracle_mean', 'seconds',
                                                             'episodes', 'streams_per_goal', 'device')}
         results['modes'][mode] = entry
+    compiled = run_dir(load_config(MODES['compressed'], presets, paths + [f'runs_dir={work / COMPILED_RUNS}']))
+    if summary := read_json(compiled / TRAIN_SUMMARY):
+        results['compressed_compiled_train'] = summary
     return results
 
 
@@ -180,7 +190,7 @@ def run_dark_room(args, stages: Stages, out: Path, work: Path, paths: list[str])
     steps_per_s: dict[str, float] = {}
 
     def save():
-        results = gather_results(stages, budget, steps_per_s, presets, sizes)
+        results = gather_results(stages, budget, steps_per_s, presets, sizes, work)
         atomic_write_text(out / 'results.json', json.dumps(results, indent=2))
 
     stages.run('collect', ['collect.py', *preset, '--force', 'n_process=0', *sizes])
@@ -209,8 +219,13 @@ def run_dark_room(args, stages: Stages, out: Path, work: Path, paths: list[str])
     batch = (TINY_COMPILED_BATCH if args.tiny else 64) if args.quick else args.compiled_batch
     counts = (TINY_BENCH_COUNTS if args.tiny else ['--warmup', '3', '--eval-steps', '20']) if args.quick else \
         ['--warmup', '12', '--eval-steps', '100']
+    modes = ['--modes', TINY_COMPILED_MODE] if args.tiny else []  # a CPU compiles each mode for a minute or more
     stages.run('bench compiled', ['-m', 'bench.bench', '--json', str(out / 'bench_compiled.json'), *size, '--batch',
-                                  str(batch), *counts, 'compile=true', f'train_batch_size={batch}', *paths])
+                                  str(batch), *counts, *modes, 'compile=true', f'train_batch_size={batch}', *paths])
+    save()
+    # train.py end to end with compile=true: compressed AD at its default config, on the same schedule, elsewhere
+    stages.run('train compressed compile=true', ['train.py', '--config', MODES['compressed'], *preset, *sizes,
+                                                 *schedule, 'compile=true', f'runs_dir={work / COMPILED_RUNS}'])
     save()
 
 

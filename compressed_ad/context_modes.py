@@ -94,6 +94,26 @@ class RolloutContext(ABC):
         """Lengths of the regions closed so far, one (rows closing,) tensor per close event."""
         return []
 
+    # The static-shape step (``model.static_rollout.StaticRollout``): a mode that sets ``static`` implements the
+    # three methods below on the same buffers as its eager methods above, with fixed shapes, writes in place and
+    # nothing read back to the host, so that each kind of step compiles whole (``fullgraph=True``) and can be
+    # captured as a CUDA graph. The eager methods stay the reference. A mode without them is rolled out eagerly only.
+    static = False
+
+    def static_kind(self) -> str:
+        """The kind of static step that runs next, decided on the host from ``rollout.t`` (and the compress
+        trigger) alone; one name per distinct computation, each compiled once."""
+        raise NotImplementedError
+
+    def static_forward(self, kind: str, token: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Append ``token`` (fields (B,)) to every row's context; return the logits at it, (B, A) and (B, 3) or
+        None."""
+        raise NotImplementedError
+
+    def static_end_step(self, kind: str, type_logits: torch.Tensor | None) -> None:
+        """After the environment step, for every row at once: drop what the mode drops (a row that drops nothing
+        keeps its context)."""
+
 
 class ContextMode(ABC):
     """One context mode. Subclasses set the three names and implement the abstract methods."""

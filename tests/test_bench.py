@@ -2,6 +2,8 @@
 import pytest
 import json
 
+import pytest
+
 from tests.helpers import assert_user_error, run_script
 
 pytestmark = pytest.mark.slow  # each benchmark row runs in a process of its own
@@ -73,3 +75,17 @@ def test_profile_step_profiles_a_training_step_and_a_rollout_step_of_each_mode(t
         assert s['batch'] == 16 and s['device'] == 'cpu'  # the quick setting's train_batch_size
         assert s['train']['wall_ms'] > 0 and s['rollout_step']['wall_ms'] > 0
     assert '=== sliding rollout_step (batch 16 on cpu)' in proc.stdout
+
+
+def test_compare_compile_times_each_mode_compiled_against_eager_with_its_compile_time(tmp_path):
+    proc, rows = bench_rows(tmp_path, '--modes', 'sliding', '--steps', '4', '--warmup', '1', '--eval-steps', '4',
+                            '--compare-compile')
+    [row] = rows
+    for part in ('train', 'eval'):
+        speedup = row[f'compare_{part}_speedup']
+        assert speedup > 0 and row[f'{part}_compile_s'] >= 0
+    assert row['compare_train_speedup'] == pytest.approx(row['compare_train_eager_ms'] /
+                                                         row['compare_train_compiled_ms'])
+    assert row['compare_eval_speedup'] == pytest.approx(row['compare_eval_compiled_steps_per_s'] /
+                                                        row['compare_eval_eager_steps_per_s'])
+    assert 'compiled (torch.compile) against eager' in proc.stdout and 'mode sliding, batch 16' in proc.stdout

@@ -5,7 +5,7 @@ import torch
 from compressed_ad.config_schema import load_config
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.model import ad_losses, balanced_accuracy, build_model
-from compressed_ad.model.layout import (CLOSE, IGNORE, OPEN, TRANSITION, compressed_window, next_type_targets,
+from compressed_ad.model.layout import (CLOSE, IGNORE, OPEN, TRANSITION, WRITE, compressed_window, next_type_targets,
                                         stream_tokens)
 from compressed_ad.synthetic_histories import synthetic_history
 from tests.helpers import TINY_COMPRESSED, TINY_STANDARD
@@ -303,3 +303,47 @@ def test_a_run_resumed_with_another_batch_keeps_its_first_walking_rows_and_build
                                 zip(*(walks[k][8:].tolist() for k in ('seq', 'from', 'pos')))])
     torch.testing.assert_close(grown.memory[8:], expected)
     assert grown.next()['types'].shape[:2] == (12, 2)
+
+
+def test_a_memory_training_step_writes_nothing_through_index_put():
+    # the write queries once reached their tokens by advanced indexing, write_emb[slot per token], whose backward
+    # is an accumulating index_put_ per window: on one H100 53% of the memory step's kernel time (BENCHMARKS.md)
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.bench import training_step_fn
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
+    sampler, _ = sampler_for(config)
+    torch.manual_seed(0)
+    step = training_step_fn(build_model(config), sampler, config, torch.device('cpu'))
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ops = {e.key: e.count for e in prof.key_averages()}
+    assert ops.get('aten::embedding_backward', 0) > 0  # the profile holds the backward pass
+    assert not [op for op in ops if 'index_put' in op], ops
+
+
+def test_the_write_queries_reach_their_tokens_and_take_their_gradient():
+    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2')
+    torch.manual_seed(0)
+    model = build_model(config)
+    m, R = 2, config['compress_interval']
+    types, _ = compressed_window(R, m)
+    types = torch.stack([types, types.roll(3)])  # the write tokens of row 1 three positions later
+    types[1, :3] = TRANSITION
+    B, L = types.shape
+    fields = dict(obs=torch.randint(81, (B, L)), prev_action=torch.randint(5, (B, L)), prev_reward=torch.rand(B, L))
+    x = model.embed(types, **fields, positions=torch.arange(L), write_slots=model.write_positions(types))
+    without = model.embed(types, **fields, positions=torch.arange(L))
+    upstream = torch.randn(B, L, x.shape[-1])
+    (x * upstream).sum().backward()
+    expected = torch.zeros(m, x.shape[-1])
+    for b in range(B):
+        slots = (types[b] == WRITE).nonzero().squeeze(1).tolist()  # in order
+        assert len(slots) == m
+        for j, p in enumerate(slots):
+            torch.testing.assert_close(x[b, p] - without[b, p], model.write_emb[j])
+            expected[j] += upstream[b, p]
+        others = [p for p in range(L) if p not in slots]
+        torch.testing.assert_close(x[b, others], without[b, others])
+    torch.testing.assert_close(model.write_emb.grad, expected)

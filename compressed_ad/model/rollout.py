@@ -117,9 +117,16 @@ class InContextRollout:
 
 
 def rollout_on_tasks(model: ADTransformer, config: dict, tasks: np.ndarray, streams: int, device,
-                     greedy: bool = False, compress_trigger: str | None = None) -> InContextRollout:
+                     greedy: bool = False, compress_trigger: str | None = None, static: bool = False,
+                     compile: bool = False) -> InContextRollout:
     """``streams`` rollouts of each task (tasks (G, task_dim)), goal-major rows (G * streams), with the config's
-    evaluation settings (``eval_compress_trigger`` unless ``compress_trigger`` is given, ``eval_seed``)."""
+    evaluation settings (``eval_compress_trigger`` unless ``compress_trigger`` is given, ``eval_seed``).
+
+    With ``static`` the rollout is a ``model.static_rollout.StaticRollout`` (compiled with ``compile``)."""
     rows = torch.as_tensor(np.repeat(tasks, streams, axis=0), device=device)
-    return InContextRollout(model, config, rows, greedy=greedy, seed=config['eval_seed'],
-                            compress_trigger=compress_trigger or config['eval_compress_trigger'])
+    settings = dict(greedy=greedy, seed=config['eval_seed'],
+                    compress_trigger=compress_trigger or config['eval_compress_trigger'])
+    if static:
+        from compressed_ad.model.static_rollout import StaticRollout  # it builds on this module
+        return StaticRollout(model, config, rows, compile=compile, **settings)
+    return InContextRollout(model, config, rows, **settings)

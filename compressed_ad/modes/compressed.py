@@ -34,6 +34,8 @@ class RegionContext(RolloutContext):
         self.ctx_len = torch.full((B,), start, dtype=torch.long, device=device)
         self.filled = torch.zeros(B, dtype=torch.long, device=device)
         self._max_ctx_len = torch.tensor(start, device=device)
+        self.closed_counts = torch.zeros(self.region_len + 1, dtype=torch.long, device=device)  # static step: closes
+        #                                                                         by the closed region's length
 
     def start(self) -> None:
         types = self.r.ctx['types']
@@ -114,6 +116,73 @@ class RegionContext(RolloutContext):
                 self._close_regions(rows, int(self.filled[rows].max()))
         elif self.r.t % self.region_len == 0:
             self._close_regions(self.r.rows, self.region_len)
+
+    # ---------------------------------------------------------------- the static step (model/static_rollout.py)
+    # 'decode' appends and decodes; 'close' also closes the regions that end at this step, every row at once: the
+    # rows the trigger closes take the kept context, re-encoded over the widest prefix (a full region's), the others
+    # keep theirs. With the fixed trigger the host's step count decides when 'close' runs (every row closes); with
+    # the model trigger it runs every step and a per-row mask (the cap or the head's </c>) decides on the device.
+    static = True
+
+    def static_kind(self) -> str:
+        if self.r.trigger == 'model':
+            return 'close'
+        return 'close' if (self.r.t + 1) % self.region_len == 0 else 'decode'
+
+    def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
+        ctx, cache = self.r.ctx, self.r.cache
+        for f in ctx:
+            ctx[f].scatter_(1, self.ctx_len[:, None], token[f][:, None].to(ctx[f].dtype))
+        self.ctx_len += 1
+        torch.maximum(self._max_ctx_len, self.ctx_len.max(), out=self._max_ctx_len)
+        return self.r.model.decode(*[token[f] for f in ctx], cache=cache)
+
+    def static_end_step(self, kind: str, type_logits) -> None:
+        self.filled += 1
+        if kind != 'close':
+            return
+        closing = self.filled >= self.region_len
+        if self.r.trigger == 'model':
+            closing = closing | (type_logits.argmax(-1) == CLOSE)
+        self._static_close(closing)
+
+    def _static_close(self, closing: torch.Tensor) -> None:
+        """Close the current region of the rows ``closing`` (B,) marks, as ``_close_regions`` does for a list of
+        rows, with every tensor keeping its shape."""
+        ctx, cache, device = self.r.ctx, self.r.cache, self.r.device
+        n = self.filled.clamp(max=self.region_len)  # (B,) transitions of each row's current region
+        src = (self.ctx_len - n)[:, None] + torch.arange(self.region_len, device=device)
+        src = src.clamp(max=ctx['types'].shape[1] - 1)
+        first = first_transition(self.m)
+        kept = {}
+        for f in ctx:
+            kept[f] = torch.cat([ctx[f][:, :first], ctx[f].gather(1, src), ctx[f][:, first + self.region_len:]], 1)
+        close, write, reopen = kept_region_markers(n, self.m)
+        types = kept['types']
+        types[:, self.m] = OPEN
+        types.scatter_(1, close[:, None], CLOSE)
+        if self.m:
+            types.scatter_(1, write[:, None] + torch.arange(self.m, device=device), WRITE)
+        types.scatter_(1, reopen[:, None], OPEN)
+        for f in ctx:
+            ctx[f].copy_(torch.where(closing[:, None], kept[f], ctx[f]))
+        if self.m:
+            self.memory.copy_(torch.where(closing[:, None, None], self.written, self.memory))
+        length = torch.where(closing, region_prefix_len(n, self.m), self.ctx_len)
+        self.ctx_len.copy_(length)
+        cache.length.copy_(length)
+        self.filled.copy_(torch.where(closing, 0, self.filled))
+        self.closed_counts.index_add_(0, n, closing.long())
+        width = region_prefix_len(self.region_len, self.m)
+        kv: list = []
+        written = self.r.model.window(*[v[:, :width] for v in ctx.values()], memory=self.memory if self.m else None,
+                                      kv_out=kv)[2]
+        keep = closing[:, None, None, None]
+        for layer, (k, v) in enumerate(kv):
+            cache.k[layer, :, :, :width] = torch.where(keep, k.to(cache.k.dtype), cache.k[layer, :, :, :width])
+            cache.v[layer, :, :, :width] = torch.where(keep, v.to(cache.v.dtype), cache.v[layer, :, :, :width])
+        if self.m:
+            self.written.copy_(torch.where(closing[:, None, None], written.float(), self.written))
 
 
 class CompressedMode(ContextMode):

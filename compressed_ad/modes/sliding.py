@@ -80,6 +80,18 @@ class RollingWindow(RolloutContext):
     def max_ctx_len(self) -> int:
         return min(self.r.t, self.n_transit)  # tokens any one token attends to
 
+    # the static step: every token is decoded against the ring cache (``rollout.ctx`` is not kept)
+    static = True
+
+    def static_kind(self) -> str:
+        return 'decode'
+
+    def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
+        return self.r.model.decode(*[token[f] for f in self.r.ctx], cache=self.r.cache)
+
+    def static_end_step(self, kind: str, type_logits) -> None:
+        pass
+
 
 class SlidingMode(ContextMode):
     name, model_config, run_suffix = 'sliding', SLIDING_MODEL_CONFIG, '-sliding'

@@ -41,6 +41,27 @@ class SlidingWindow(RolloutContext):
     def max_ctx_len(self) -> int:
         return self.length()
 
+    # the static step: while the window fills, the token is decoded against the cache at the position the cache
+    # holds on the device; once full, the window slides and is re-encoded whole, as in ``append``
+    static = True
+
+    def static_kind(self) -> str:
+        return 'fill' if self.r.t < self.n_transit else 'slide'
+
+    def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
+        ctx, cache = self.r.ctx, self.r.cache
+        if kind == 'fill':
+            for f in ctx:
+                ctx[f].scatter_(1, cache.length[:, None], token[f][:, None].to(ctx[f].dtype))
+            return self.r.model.decode(*[token[f] for f in ctx], cache=cache)  # ctx: in FIELDS order
+        for f in ctx:
+            ctx[f].copy_(torch.cat([ctx[f][:, 1:], token[f][:, None].to(ctx[f].dtype)], dim=1))
+        action_logits, type_logits, _ = self.r.model.window(*ctx.values())
+        return action_logits[:, -1], (type_logits[:, -1] if type_logits is not None else None)
+
+    def static_end_step(self, kind: str, type_logits) -> None:
+        pass
+
 
 class StandardMode(ContextMode):
     name, model_config, run_suffix = 'standard', MODEL_CONFIG, ''

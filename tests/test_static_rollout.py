@@ -64,6 +64,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow  # torch.compile of every mode's step
 @pytest.mark.parametrize('mode, trigger', list(CASES))
 def test_the_compiled_static_step_acts_and_earns_exactly_as_the_eager_rollout(fresh_dynamo, mode, trigger):
     config, model = tiny_model(mode, trigger, *ONE_LAYER)

@@ -343,7 +343,7 @@ def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
         if key in ('env', 'num_actions', 'alg', 'model'):
             return None  # 'env' is chosen by --env; the others have a single allowed value
         options = {'eval_compress_trigger': 'model', 'device': 'cpu' if value != 'cpu' else 'auto',
-                   'memory_walk_start': 'random'}
+                   'memory_walk_start': 'random', 'collect_backend': 'ray'}
         if key in options:
             return options[key]
         if isinstance(value, bool):

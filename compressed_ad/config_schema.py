@@ -21,23 +21,18 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from compressed_ad.env import ENVS
-from compressed_ad.utils import PROJECT_ROOT, UserError
+# the model config files of the built-in modes (named by compressed_ad/modes/__init__.py, which loads no mode)
+from compressed_ad.modes import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG  # noqa: F401
+from compressed_ad.utils import PROJECT_ROOT, ConfigError
 
 DEFAULT_ENV = 'darkroom'
 ENV_CONFIG = 'config/env/{env}.yaml'             # chosen by --env; Dark Room by default
 ALG_CONFIG = 'config/algorithm/ppo_{env}.yaml'   # the PPO source's settings for that environment
-MODEL_CONFIG = 'config/model/ad_dr.yaml'
-COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
-MEMORY_MODEL_CONFIG = 'config/model/ad_dr_compressed_memory.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
 CPU_CONFIG = 'config/cpu.yaml'
 PRESETS = {'quick': QUICK_CONFIG, 'cpu': CPU_CONFIG}  # command-line switch -> file applied after the model config
 ENV_OVERLAY = 'config/env/{env}/{name}'  # an environment's own values for the keys of the shared file `name`
 CONFIG_FILE_DEFAULTS = 'the defaults (a key the config file lacks)'
-
-
-class ConfigError(UserError):
-    pass
 
 
 # ----------------------------------------------------------------------------- schema
@@ -349,15 +344,16 @@ def collect_keys(env: str = DEFAULT_ENV) -> frozenset[str]:
 
 
 def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = (),
-                env: str = DEFAULT_ENV) -> Config:
+                env: str = DEFAULT_ENV, context_mode: bool = True) -> Config:
     """The standard merge: env -> algorithm -> model -> presets -> overrides, then cross-key checks.
 
     ``presets`` are names of ``PRESETS`` ('quick', 'cpu'), as chosen by ``--quick`` / ``--cpu``; ``env`` names the
-    environment files, as chosen by ``--env``.
+    environment files, as chosen by ``--env``. ``context_mode=False`` leaves out the context mode's checks (and
+    the import of the modes and torch), for a script that trains no model: the collector.
     """
     config = base_config(env)
     config.update(get_config(model_config or MODEL_CONFIG))
-    return finalize_config(config, presets, overrides)
+    return finalize_config(config, presets, overrides, context_mode)
 
 
 def saved_config(saved: dict, source: str) -> Config:
@@ -372,8 +368,10 @@ def saved_config(saved: dict, source: str) -> Config:
     return config
 
 
-def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
-    """Apply presets and overrides, then check that all keys are present and consistent."""
+def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = (),
+                    context_mode: bool = True) -> Config:
+    """Apply presets and overrides, then check that all keys are present and consistent (with ``context_mode``,
+    also against the context mode the config selects: ``check_context_mode``)."""
     for name in presets:
         config.update(get_config(PRESETS[name]))
     apply_env_overlays(config, config.get('env', DEFAULT_ENV))
@@ -382,15 +380,26 @@ def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iter
     if missing:
         raise ConfigError(f"Config keys missing: {', '.join(missing)}. A model config should "
                           f"'include: {MODEL_CONFIG}' and override only what it changes.")
+    if context_mode:
+        check_context_mode(config)
     check_consistency(config)
     return config
 
 
+def check_context_mode(config: Config) -> None:
+    """The checks of the context mode the config selects (``context_modes.checked_mode``).
+
+    The registry is imported here, on first use, not at the top: the modes load torch, which a config loaded
+    without its context mode (the collector's, ``context_mode=False``) never needs. The modes never import this
+    module, so the imports still run one way, config -> modes -> model.
+    """
+    from compressed_ad.context_modes import checked_mode
+    checked_mode(config)
+
+
 def check_consistency(config: Config) -> None:
-    """Checks between keys that need no dataset: the context mode's own (``ContextMode.check``), then the rest."""
-    from compressed_ad.context_modes import mode_of  # the modes import this module
+    """Checks between keys that need no dataset and no context mode."""
     c = config
-    mode_of(c).check(c)
     if c['tf_n_embd'] % c['tf_n_head'] != 0:
         raise ConfigError(f"tf_n_embd={c['tf_n_embd']} ({c.source('tf_n_embd')}) must be divisible by "
                           f"tf_n_head={c['tf_n_head']} ({c.source('tf_n_head')}).")
@@ -417,9 +426,10 @@ def add_config_args(parser, overrides: bool = True, env: bool = True) -> None:
         parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')
 
 
-def config_from_args(args, model_config: str | None = None) -> Config:
-    """The config a script's command line asks for (``--env``, presets, overrides) with ``model_config``."""
-    return load_config(model_config, presets_of(args), args.overrides, args.env)
+def config_from_args(args, model_config: str | None = None, context_mode: bool = True) -> Config:
+    """The config a script's command line asks for (``--env``, presets, overrides) with ``model_config``
+    (``context_mode``: as ``load_config``'s)."""
+    return load_config(model_config, presets_of(args), args.overrides, args.env, context_mode)
 
 
 def presets_of(args) -> list[str]:

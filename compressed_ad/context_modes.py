@@ -1,10 +1,9 @@
-"""The context modes AD is trained and evaluated in: the interface every mode implements, and their registry.
+"""The context modes AD is trained and evaluated in: their registry, and the one rule that turns a config into its
+mode.
 
-A mode is one object (``ContextMode``) that says everything that differs between modes: its name, model config
-file and run-name suffix, its config checks, the longest context it gives the model, whether the model has the
-token-type head, its training windows (``WindowTemplate``, cut by ``dataset.WindowSampler``) and what the
-in-context rollout keeps in the context (``RolloutContext``, driven by ``model.rollout.InContextRollout``).
-The built-in modes live in ``compressed_ad/modes/``: standard.py, compressed.py, memory.py, sliding.py.
+The interface every mode implements (``ContextMode``, ``RolloutContext``, ``WindowTemplate``) is
+``compressed_ad/modes/base.py``, re-exported here for modes defined outside the library; the built-in modes live in
+``compressed_ad/modes/``: standard.py, compressed.py, memory.py, sliding.py.
 
 A config selects its mode by ``context_mode``: a registered name, or ``some.module:ClassName``, a mode defined
 outside the library, imported (from the project root or PYTHONPATH) and registered on first use. Left empty (the
@@ -14,123 +13,17 @@ mode) and ``memory_tokens`` (compressed mode with memory when > 0).
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from fractions import Fraction
 
-import torch
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.modes.compressed import CompressedMode
+from compressed_ad.modes.memory import MemoryMode
+from compressed_ad.modes.sliding import SlidingMode
+from compressed_ad.modes.standard import StandardMode
+from compressed_ad.utils import ConfigError
 
-from compressed_ad.config_schema import ConfigError
+__all__ = ['MODES', 'ContextMode', 'RolloutContext', 'WindowTemplate', 'checked_mode', 'imported_mode', 'mode_of',
+           'model_configs', 'register']
 
-
-@dataclass(frozen=True)
-class WindowTemplate:
-    """Where the tokens of a training window come from, the same for every window of a mode.
-
-    ``types`` (L,): token types (``model.layout``); ``offsets`` (L,): the stream step of each transition counted
-    from the window's first step (-1 at markers, memory and write tokens). Windows start every ``stride`` steps;
-    a training sequence is ``unroll`` consecutive windows, each ``stride`` steps after the previous; streams are
-    cut to a multiple of ``align`` steps (whole regions). ``batch_share``: how many of ``train_batch_size``'s
-    windows one window of this template counts for, so that a mode with longer windows trains on as many action
-    targets per step as the others (sliding: a window of ``n_transit + sliding_tail`` transitions counts for
-    ``(n_transit + sliding_tail) / n_transit``; a fraction, with whole windows per batch). ``walk``: training rows
-    walk whole streams, ``unroll`` windows per optimizer step from each stream's first window, and the model's
-    memory is carried from one step to the next (memory mode; ``dataset.WindowSampler.walk``). ``walk_start``:
-    where a walking row starts from the initial memory, 'stream' (its stream's first window) or 'random' (a random
-    window of its stream).
-    """
-    types: torch.Tensor
-    offsets: torch.Tensor
-    stride: int = 1
-    unroll: int = 1
-    align: int = 1
-    batch_share: Fraction = Fraction(1)
-    walk: bool = False
-    walk_start: str = 'stream'
-
-    @property
-    def span(self) -> int:
-        """Stream steps one training sequence covers."""
-        return int(self.offsets.max()) + 1 + (self.unroll - 1) * self.stride
-
-
-class RolloutContext(ABC):
-    """What an in-context rollout keeps in its model's context: the mode's side of ``InContextRollout``.
-
-    It reads and writes the rollout's token buffer ``rollout.ctx`` (fields (B, max_len)) and re-encodes it into
-    ``rollout.cache`` when positions change. ``rollout.t`` counts the transitions appended before the current one.
-    """
-
-    def __init__(self, rollout, config: dict):
-        self.r = rollout
-
-    def start(self) -> None:
-        """Write the initial context (and encode it into the cache); called once, before the first step."""
-
-    @abstractmethod
-    def append(self, token: dict[str, torch.Tensor]) -> bool:
-        """Write one token (fields (B,)) per row at the end of its context. True when positions shifted, so the
-        context must be re-encoded instead of decoding the new token against the cache."""
-
-    @abstractmethod
-    def last_positions(self) -> tuple[int, torch.Tensor]:
-        """(width, last (B,)): the context tokens a full forward pass reads, and each row's last position."""
-
-    def end_step(self, type_logits: torch.Tensor | None) -> None:
-        """After an environment step: drop what the mode drops (e.g. close regions); ``type_logits`` (B, 3) or
-        None: the token-type head's prediction for the next token."""
-
-    def memory_of(self, rows: torch.Tensor) -> torch.Tensor | None:
-        """The memory (n, m, D) the context's memory tokens hold for ``rows``, or None."""
-        return None
-
-    @property
-    @abstractmethod
-    def max_ctx_len(self) -> int:
-        """The longest context any row has held so far (tokens)."""
-
-    @property
-    def closed_region_lengths(self) -> list[torch.Tensor]:
-        """Lengths of the regions closed so far, one (rows closing,) tensor per close event."""
-        return []
-
-
-class ContextMode(ABC):
-    """One context mode. Subclasses set the three names and implement the abstract methods."""
-    name: str          # how scripts, tables and summaries call it
-    model_config: str  # the model config file that selects it
-    run_suffix: str    # inserted after {model}-{env} in its run directories' names
-    type_head: bool = False  # the model predicts the next token's type (and is trained to)
-    regions: bool = False    # the context is cut into compression regions: the dataset needs its markers and an
-    #                          evaluation chooses a compress trigger
-    positions: str = 'absolute'  # the model's positions: 'absolute' (a learned table) or 'rope' (relative)
-
-    def attention_window(self, config: dict) -> int:
-        """Tokens each token attends to (itself included); 0 = every earlier token of the sequence."""
-        return 0
-
-    def check(self, config) -> None:
-        """Raise ``ConfigError`` when ``config`` (a ``config_schema.Config``) cannot run in this mode."""
-
-    @abstractmethod
-    def max_context_len(self, config: dict) -> int:
-        """Longest sequence the model ever sees (sizes the position table)."""
-
-    @abstractmethod
-    def window(self, config: dict) -> WindowTemplate:
-        """The template of this mode's training windows."""
-
-    def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
-        """Why streams of ``T`` steps are too short for one training sequence (``template.span`` steps)."""
-        return (f"The {self.name} context mode needs streams of at least {template.span} steps; the dataset gives {T} "
-                f"(train_source_timesteps).")
-
-    @abstractmethod
-    def rollout_context(self, rollout, config: dict) -> RolloutContext:
-        """The context policy of an in-context rollout of this mode."""
-
-
-# ----------------------------------------------------------------------------- the registry
 MODES: dict[str, ContextMode] = {}
 
 
@@ -138,6 +31,10 @@ def register(mode: ContextMode) -> ContextMode:
     """Make ``mode`` known by its name (``context_mode: NAME``, ``--modes``, ``model_configs()``)."""
     MODES[mode.name] = mode
     return mode
+
+
+for _mode in (StandardMode(), CompressedMode(), MemoryMode(), SlidingMode()):
+    register(_mode)
 
 
 def imported_mode(spec: str) -> ContextMode:
@@ -168,16 +65,14 @@ def mode_of(config: dict) -> ContextMode:
     return MODES['memory'] if config['memory_tokens'] else MODES['compressed']
 
 
+def checked_mode(config) -> ContextMode:
+    """The mode ``config`` (a ``config_schema.Config``) selects, once it has checked that the config can run in it
+    (``ContextMode.check``; a ``ConfigError`` names the keys otherwise)."""
+    mode = mode_of(config)
+    mode.check(config)
+    return mode
+
+
 def model_configs() -> dict[str, str]:
     """{mode name: its model config file}."""
     return {name: mode.model_config for name, mode in MODES.items()}
-
-
-# the built-in modes; each module imports the interface above
-from compressed_ad.modes.compressed import CompressedMode  # noqa: E402
-from compressed_ad.modes.memory import MemoryMode  # noqa: E402
-from compressed_ad.modes.sliding import SlidingMode  # noqa: E402
-from compressed_ad.modes.standard import StandardMode  # noqa: E402
-
-for _mode in (StandardMode(), CompressedMode(), MemoryMode(), SlidingMode()):
-    register(_mode)

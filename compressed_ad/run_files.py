@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from compressed_ad.build import build_model
 from compressed_ad.context_modes import mode_of
 from compressed_ad.config_schema import RESUMABLE_KEYS, RUN_KEYS, Config, saved_config
-from compressed_ad.model import build_model
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
 CONFIG_FILE = 'config.yaml'

@@ -9,9 +9,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import ConfigError, load_config
 from compressed_ad.context_modes import MODES, mode_of
-from compressed_ad.model import build_model
 from compressed_ad.model.layout import OPEN, TRANSITION
 from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.run_files import read_run_config

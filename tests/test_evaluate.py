@@ -8,9 +8,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from compressed_ad.build import build_model
 from compressed_ad.model import rollout as model_rollout
 from compressed_ad.env import tasks_of
-from compressed_ad.model import build_model
 from compressed_ad.model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
 from compressed_ad.model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script

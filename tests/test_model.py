@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
 from compressed_ad.dataset import WindowSampler
-from compressed_ad.model import ad_losses, balanced_accuracy, build_model
 from compressed_ad.model.layout import (CLOSE, IGNORE, OPEN, TRANSITION, compressed_window, next_type_targets,
                                         stream_tokens)
+from compressed_ad.model.loss import ad_losses, balanced_accuracy
 from compressed_ad.synthetic_histories import synthetic_history
 from tests.helpers import TINY_COMPRESSED, TINY_STANDARD
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import (CLOSE, MEMORY, OPEN, WRITE, compressed_window, first_transition,
                                         kept_region_markers, region_prefix_len)
+from compressed_ad.modes import COMPRESSED_MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.utils import ConfigError
 
 
 class RegionContext(RolloutContext):

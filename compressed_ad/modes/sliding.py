@@ -28,11 +28,10 @@ from fractions import Fraction
 
 import torch
 
-from compressed_ad.config_schema import ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import TRANSITION
-
-SLIDING_MODEL_CONFIG = 'config/model/ad_dr_sliding.yaml'
+from compressed_ad.modes import SLIDING_MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.utils import ConfigError
 
 
 def tail_steps(config: dict) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from compressed_ad.config_schema import MODEL_CONFIG, ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import TRANSITION
+from compressed_ad.modes import MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.utils import ConfigError
 
 
 class SlidingWindow(RolloutContext):

@@ -102,9 +102,10 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # model / training
     'model': (_STR, _one_of('AD'), "'AD'", RUN),
     'use_compressed_context': (_BOOL, None, 'true or false', RUN),
-    # '' = chosen by use_compressed_context and memory_tokens; or a registered mode's name, or 'module:ClassName'
-    # (compressed_ad/context_modes.py)
-    'context_mode': (_STR, None, "'' (chosen by the two keys), a registered mode's name or 'module:ClassName'", RUN),
+    # a registered mode's name, or 'module:ClassName'; '' = compressed when use_compressed_context, else standard
+    # (the rule: compressed_ad/context_modes.py)
+    'context_mode': (_STR, None, "'' (compressed when use_compressed_context, else standard), a registered mode's "
+                                 "name or 'module:ClassName'", RUN),
     'compress_interval': (_INT, _positive, 'a positive integer', RUN),
     'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'tf_n_embd': (_INT, _positive, 'a positive integer', RUN),
@@ -114,6 +115,7 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
     'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
     'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    # sizes the memory of context_mode: memory (chooses no mode)
     'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)', RUN),
     'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'memory_walk_start': (_STR, _one_of('stream', 'random'), "'stream' or 'random'", RUN),
@@ -358,14 +360,24 @@ def load_config(model_config: str | None = None, presets: Iterable[str] = (), ov
 
 def saved_config(saved: dict, source: str) -> Config:
     """A config written earlier (a run's config.yaml), checked key by key; keys it lacks, added to the schema
-    since, take their defaults."""
+    since, take their defaults. A config saved before ``context_mode`` named the memory mode
+    (``saved_memory_mode``) names it now, so that it selects the mode it was trained in."""
     config = Config()
     for key, value in saved.items():
         config.set(key, value, source)
     defaults = load_config(env=saved.get('env', DEFAULT_ENV))
     for key in defaults.keys() - saved.keys():
         config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
+    if saved_memory_mode(config):
+        config.set('context_mode', 'memory', f'{source}, saved with context_mode empty and memory_tokens > 0')
     return config
+
+
+def saved_memory_mode(config: dict) -> bool:
+    """A run of the memory mode saved before ``context_mode`` named it: its config has ``context_mode`` empty,
+    ``use_compressed_context: true`` and ``memory_tokens`` > 0, which then chose the memory mode (such a config is
+    refused now: ``memory_tokens`` chooses no mode, ``context_modes.check_mode_keys``)."""
+    return not config['context_mode'] and config['use_compressed_context'] and config['memory_tokens'] > 0
 
 
 def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = (),

@@ -24,7 +24,8 @@ def modules_loaded_by(statement: str) -> set[str]:
 
 def test_the_transformer_imports_only_torch_and_the_layout():
     assert modules_loaded_by('import compressed_ad.model.transformer') == {
-        'torch', 'compressed_ad', 'compressed_ad.model', 'compressed_ad.model.layout', 'compressed_ad.model.transformer'}
+        'torch', 'compressed_ad', 'compressed_ad.model', 'compressed_ad.model.layout',
+        'compressed_ad.model.transformer'}
 
 
 def test_the_modes_import_neither_the_config_nor_the_model():

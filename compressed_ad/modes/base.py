@@ -94,7 +94,8 @@ class ContextMode(ABC):
     run_suffix: str    # inserted after {model}-{env} in its run directories' names
     type_head: bool = False  # the model predicts the next token's type (and is trained to)
     regions: bool = False    # the context is cut into compression regions: the dataset needs its markers and an
-    #                          evaluation chooses a compress trigger
+    #                          evaluation chooses a compress trigger; use_compressed_context: true asks for such a mode
+    memory: bool = False     # the context holds memory tokens, as many as memory_tokens (> 0); without, it must be 0
     positions: str = 'absolute'  # the model's positions: 'absolute' (a learned table) or 'rope' (relative)
 
     def attention_window(self, config: dict) -> int:
@@ -102,7 +103,8 @@ class ContextMode(ABC):
         return 0
 
     def check(self, config) -> None:
-        """Raise ``ConfigError`` when ``config`` (a ``config_schema.Config``) cannot run in this mode."""
+        """Raise ``ConfigError`` when ``config`` (a ``config_schema.Config``) cannot run in this mode. The keys that
+        choose a mode are checked before, by ``context_modes.checked_mode``."""
 
     @abstractmethod
     def max_context_len(self, config: dict) -> int:

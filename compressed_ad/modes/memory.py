@@ -14,7 +14,7 @@ from compressed_ad.utils import ConfigError
 
 class MemoryMode(CompressedMode):
     name, model_config, run_suffix = 'memory', MEMORY_MODEL_CONFIG, '-compressed-memory'
-    with_memory = True
+    memory = True
 
     def check(self, config) -> None:
         super().check(config)

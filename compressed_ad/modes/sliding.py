@@ -86,12 +86,6 @@ class SlidingMode(ContextMode):
 
     def check(self, config) -> None:
         c = config
-        if c['memory_tokens']:
-            raise ConfigError(f"memory_tokens={c['memory_tokens']} ({c.source('memory_tokens')}) belongs to compressed "
-                              f"mode with memory; the sliding mode keeps no memory. Set memory_tokens=0.")
-        if c['use_compressed_context']:
-            raise ConfigError(f"use_compressed_context=true ({c.source('use_compressed_context')}) contradicts "
-                              f"context_mode=sliding ({c.source('context_mode')}). Set use_compressed_context=false.")
         share = batch_share(c)
         for key in ('train_batch_size', 'test_batch_size'):
             if c[key] % share.numerator:

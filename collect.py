@@ -33,7 +33,7 @@ def main():
                              'and discard the finished tasks of an unfinished collect')
     add_config_args(parser)
     args = parse_args(parser)
-    config = config_from_args(args)
+    config = config_from_args(args, context_mode=False)  # trains no model: the context mode is train.py's to check
     if args.print_config:
         print(format_config(config))
         return 0

@@ -98,14 +98,14 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
         print(f'# {run}\n{format_config(config)}')
         return {}
     device = pick_device(config['device'])
-    model, step = load_run_model(run, config, device)
+    mode = mode_of(config)  # resolved once: the run's mode (its config.yaml)
+    model, step = load_run_model(run, config, device, mode)
     _, test_idx = task_split(config)
     goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
-    mode = mode_of(config).name
-    setting = eval_setting(config, args.greedy, device)
+    setting = eval_setting(config, args.greedy, device, mode)
     out = eval_output_dir(run, setting)
-    print(f"Evaluating '{run}' (checkpoint step {step}, {mode} AD) on {len(goals)} held-out tasks x {S} "
+    print(f"Evaluating '{run}' (checkpoint step {step}, {mode.name} AD) on {len(goals)} held-out tasks x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
     rollout = rollout_on_tasks(model, config, goals, S, device, greedy=args.greedy)  # goal-major (G * S) rows
     bar = tqdm(total=E, desc='episodes', unit='ep', mininterval=1.0)
@@ -129,9 +129,9 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     oracle = oracle_returns(config, test_idx)
     per_goal = returns.reshape(len(goals), S, E).mean((1, 2))
     summary = {
-        'run': str(run), 'checkpoint_step': step, 'mode': mode, 'device': str(device), 'setting': setting,
+        'run': str(run), 'checkpoint_step': step, 'mode': mode.name, 'device': str(device), 'setting': setting,
         'greedy': args.greedy,
-        'compress_trigger': config['eval_compress_trigger'] if mode_of(config).regions else None,
+        'compress_trigger': config['eval_compress_trigger'] if mode.regions else None,
         'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
         'env': config['env'], 'goals': [[int(x) for x in g] for g in goals], 'env_indices': [int(i) for i in test_idx],
         'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,
@@ -145,7 +145,7 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
             np.save(fh, returns.astype(np.float32))
     atomic_write_text(out / EVAL_SUMMARY, json.dumps(summary, indent=2))
     ppo = ppo_source_curve(config, test_idx)
-    plot_in_context_curves(out / EVAL_CURVE, {f'{mode} AD (in context)': std_band(returns)},
+    plot_in_context_curves(out / EVAL_CURVE, {f'{mode.name} AD (in context)': std_band(returns)},
                            summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out tasks')
     write_eval_events(out, returns)
 

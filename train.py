@@ -8,11 +8,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from compressed_ad import build, context_modes
 from compressed_ad.config_schema import (CPU_CONFIG, RESUMABLE_KEYS, add_config_args, base_config, finalize_config,
                                          format_config, get_config, presets_of)
-from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import load_samplers
-from compressed_ad.model import build_model, training
+from compressed_ad.model import training
 from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, changed_run_keys, checkpoints, read_run_config,
                                      record_config_changes, run_dir, run_finished, save_checkpoint, write_run_config)
 from compressed_ad.utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, reset_peak_memory, run_main,
@@ -78,8 +78,9 @@ def main():
     if args.print_config:
         print(format_config(config))
         return 0
+    mode = context_modes.mode_of(config)  # resolved once (read_config has checked it) and passed down
     rank, world, device = training.setup_distributed(config)
-    out = run_dir(config)
+    out = run_dir(config, mode)
     changes = check_run_dir(out, config)
     if run_finished(out, config):
         if rank == 0:
@@ -87,7 +88,7 @@ def main():
                   f"{config['train_timesteps']}); nothing to do. Evaluate it with 'python evaluate.py {out}'.")
         return 0
 
-    run = Run(config, out, rank, world, device)
+    run = Run(config, mode, out, rank, world, device)
     run.resume(changes)
     run.announce()
     run.train()
@@ -100,12 +101,12 @@ class Run:
     """One training run (one process of it under torchrun): data, model, optimiser, random streams, whole-run
     progress, logging. ``main`` drives it: resume, announce, train, finish."""
 
-    def __init__(self, config, out, rank: int, world: int, device):
-        self.config, self.out, self.rank, self.world, self.device = config, out, rank, world, device
+    def __init__(self, config, mode, out, rank: int, world: int, device):
+        self.config, self.mode, self.out, self.rank, self.world, self.device = config, mode, out, rank, world, device
         self.main_process = rank == 0
-        self.train_sampler, test_sampler, _ = load_samplers(config, device)
+        self.train_sampler, test_sampler, _ = load_samplers(config, device, mode)
         torch.manual_seed(config['seed'] + rank)
-        self.model = build_model(config).to(device)
+        self.model = build.build_model(config, mode).to(device)
         self.optimizer = training.make_optimizer(self.model, config)
         self.scheduler = training.make_scheduler(self.optimizer, config)
         self.gen = torch.Generator(device=device)  # this rank's training batches
@@ -164,7 +165,7 @@ class Run:
         share = sampler.batch_share
         windows = (f"windows of {sampler.window_len} tokens, {sampler.targets_per_window() * share} action targets "
                    f"each" + (f" (one counts for {share} of train_batch_size)" if share > 1 else ''))
-        print(f"Training {mode_of(config).name} AD ({n_params / 1e6:.2f}M parameters) on {self.device} "
+        print(f"Training {self.mode.name} AD ({n_params / 1e6:.2f}M parameters) on {self.device} "
               f"x{self.world}: {sampler.n_seq} training streams, {windows} -> {self.out}")
         if self.device.type == 'cpu':
             warn_cpu_time(training.estimate_step_seconds(self.model, sampler, config, self.device),

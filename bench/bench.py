@@ -70,11 +70,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import DEFAULT_ENV, load_config
 from compressed_ad.context_modes import mode_of, model_configs
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import ENVS, task_indices, task_split, tasks_of
-from compressed_ad.model import build_model
 from compressed_ad.model.rollout import InContextRollout, rollout_on_tasks
 from compressed_ad.model.training import (TrainingBatches, make_optimizer, make_scheduler, train_step,
                                           wrap_for_training)

@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.bench import MODES, make_sampler, mode_config, steady_rollout, sync, training_step_fn
-from compressed_ad.model import build_model
+from compressed_ad.build import build_model
 from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
 PROFILED_STEPS = 5

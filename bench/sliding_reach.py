@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
 from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import env_spec, task_split, tasks_of
 from compressed_ad.env.batched import BatchedEnv
-from compressed_ad.model import build_model, training
+from compressed_ad.model import training
 from compressed_ad.model.layout import TRANSITION, no_action, obs_index
 from compressed_ad.model.rollout import FIELDS, InContextRollout
 from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG, receptive_field, train_window_len

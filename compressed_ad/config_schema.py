@@ -21,23 +21,18 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from compressed_ad.env import ENVS
-from compressed_ad.utils import PROJECT_ROOT, UserError
+# the model config files of the built-in modes (named by compressed_ad/modes/__init__.py, which loads no mode)
+from compressed_ad.modes import COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG  # noqa: F401
+from compressed_ad.utils import PROJECT_ROOT, ConfigError
 
 DEFAULT_ENV = 'darkroom'
 ENV_CONFIG = 'config/env/{env}.yaml'             # chosen by --env; Dark Room by default
 ALG_CONFIG = 'config/algorithm/ppo_{env}.yaml'   # the PPO source's settings for that environment
-MODEL_CONFIG = 'config/model/ad_dr.yaml'
-COMPRESSED_MODEL_CONFIG = 'config/model/ad_dr_compressed.yaml'
-MEMORY_MODEL_CONFIG = 'config/model/ad_dr_compressed_memory.yaml'
 QUICK_CONFIG = 'config/quick.yaml'
 CPU_CONFIG = 'config/cpu.yaml'
 PRESETS = {'quick': QUICK_CONFIG, 'cpu': CPU_CONFIG}  # command-line switch -> file applied after the model config
 ENV_OVERLAY = 'config/env/{env}/{name}'  # an environment's own values for the keys of the shared file `name`
 CONFIG_FILE_DEFAULTS = 'the defaults (a key the config file lacks)'
-
-
-class ConfigError(UserError):
-    pass
 
 
 # ----------------------------------------------------------------------------- schema
@@ -107,9 +102,10 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     # model / training
     'model': (_STR, _one_of('AD'), "'AD'", RUN),
     'use_compressed_context': (_BOOL, None, 'true or false', RUN),
-    # '' = chosen by use_compressed_context and memory_tokens; or a registered mode's name, or 'module:ClassName'
-    # (compressed_ad/context_modes.py)
-    'context_mode': (_STR, None, "'' (chosen by the two keys), a registered mode's name or 'module:ClassName'", RUN),
+    # a registered mode's name, or 'module:ClassName'; '' = compressed when use_compressed_context, else standard
+    # (the rule: compressed_ad/context_modes.py)
+    'context_mode': (_STR, None, "'' (compressed when use_compressed_context, else standard), a registered mode's "
+                                 "name or 'module:ClassName'", RUN),
     'compress_interval': (_INT, _positive, 'a positive integer', RUN),
     'n_transit': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'tf_n_embd': (_INT, _positive, 'a positive integer', RUN),
@@ -119,6 +115,7 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'tf_dropout': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
     'label_smoothing': (_FLOAT, lambda v: 0 <= v < 1, 'a number in [0, 1)', RUN),
     'token_type_loss_weight': (_FLOAT, _non_negative, 'a number >= 0', RUN),
+    # sizes the memory of context_mode: memory (chooses no mode)
     'memory_tokens': (_INT, _non_negative, 'an integer >= 0 (0 = no memory)', RUN),
     'memory_unroll': (_INT, lambda v: v >= 2, 'an integer >= 2', RUN),
     'memory_walk_start': (_STR, _one_of('stream', 'random'), "'stream' or 'random'", RUN),
@@ -349,31 +346,44 @@ def collect_keys(env: str = DEFAULT_ENV) -> frozenset[str]:
 
 
 def load_config(model_config: str | None = None, presets: Iterable[str] = (), overrides: Iterable[str] = (),
-                env: str = DEFAULT_ENV) -> Config:
+                env: str = DEFAULT_ENV, context_mode: bool = True) -> Config:
     """The standard merge: env -> algorithm -> model -> presets -> overrides, then cross-key checks.
 
     ``presets`` are names of ``PRESETS`` ('quick', 'cpu'), as chosen by ``--quick`` / ``--cpu``; ``env`` names the
-    environment files, as chosen by ``--env``.
+    environment files, as chosen by ``--env``. ``context_mode=False`` leaves out the context mode's checks (and
+    the import of the modes and torch), for a script that trains no model: the collector.
     """
     config = base_config(env)
     config.update(get_config(model_config or MODEL_CONFIG))
-    return finalize_config(config, presets, overrides)
+    return finalize_config(config, presets, overrides, context_mode)
 
 
 def saved_config(saved: dict, source: str) -> Config:
     """A config written earlier (a run's config.yaml), checked key by key; keys it lacks, added to the schema
-    since, take their defaults."""
+    since, take their defaults. A config saved before ``context_mode`` named the memory mode
+    (``saved_memory_mode``) names it now, so that it selects the mode it was trained in."""
     config = Config()
     for key, value in saved.items():
         config.set(key, value, source)
     defaults = load_config(env=saved.get('env', DEFAULT_ENV))
     for key in defaults.keys() - saved.keys():
         config.set(key, defaults[key], CONFIG_FILE_DEFAULTS)
+    if saved_memory_mode(config):
+        config.set('context_mode', 'memory', f'{source}, saved with context_mode empty and memory_tokens > 0')
     return config
 
 
-def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> Config:
-    """Apply presets and overrides, then check that all keys are present and consistent."""
+def saved_memory_mode(config: dict) -> bool:
+    """A run of the memory mode saved before ``context_mode`` named it: its config has ``context_mode`` empty,
+    ``use_compressed_context: true`` and ``memory_tokens`` > 0, which then chose the memory mode (such a config is
+    refused now: ``memory_tokens`` chooses no mode, ``context_modes.check_mode_keys``)."""
+    return not config['context_mode'] and config['use_compressed_context'] and config['memory_tokens'] > 0
+
+
+def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iterable[str] = (),
+                    context_mode: bool = True) -> Config:
+    """Apply presets and overrides, then check that all keys are present and consistent (with ``context_mode``,
+    also against the context mode the config selects: ``check_context_mode``)."""
     for name in presets:
         config.update(get_config(PRESETS[name]))
     apply_env_overlays(config, config.get('env', DEFAULT_ENV))
@@ -382,15 +392,26 @@ def finalize_config(config: Config, presets: Iterable[str] = (), overrides: Iter
     if missing:
         raise ConfigError(f"Config keys missing: {', '.join(missing)}. A model config should "
                           f"'include: {MODEL_CONFIG}' and override only what it changes.")
+    if context_mode:
+        check_context_mode(config)
     check_consistency(config)
     return config
 
 
+def check_context_mode(config: Config) -> None:
+    """The checks of the context mode the config selects (``context_modes.checked_mode``).
+
+    The registry is imported here, on first use, not at the top: the modes load torch, which a config loaded
+    without its context mode (the collector's, ``context_mode=False``) never needs. The modes never import this
+    module, so the imports still run one way, config -> modes -> model.
+    """
+    from compressed_ad.context_modes import checked_mode
+    checked_mode(config)
+
+
 def check_consistency(config: Config) -> None:
-    """Checks between keys that need no dataset: the context mode's own (``ContextMode.check``), then the rest."""
-    from compressed_ad.context_modes import mode_of  # the modes import this module
+    """Checks between keys that need no dataset and no context mode."""
     c = config
-    mode_of(c).check(c)
     if c['tf_n_embd'] % c['tf_n_head'] != 0:
         raise ConfigError(f"tf_n_embd={c['tf_n_embd']} ({c.source('tf_n_embd')}) must be divisible by "
                           f"tf_n_head={c['tf_n_head']} ({c.source('tf_n_head')}).")
@@ -417,9 +438,10 @@ def add_config_args(parser, overrides: bool = True, env: bool = True) -> None:
         parser.add_argument('overrides', nargs='*', metavar='KEY=VALUE', help='override any config key (YAML-typed)')
 
 
-def config_from_args(args, model_config: str | None = None) -> Config:
-    """The config a script's command line asks for (``--env``, presets, overrides) with ``model_config``."""
-    return load_config(model_config, presets_of(args), args.overrides, args.env)
+def config_from_args(args, model_config: str | None = None, context_mode: bool = True) -> Config:
+    """The config a script's command line asks for (``--env``, presets, overrides) with ``model_config``
+    (``context_mode``: as ``load_config``'s)."""
+    return load_config(model_config, presets_of(args), args.overrides, args.env, context_mode)
 
 
 def presets_of(args) -> list[str]:

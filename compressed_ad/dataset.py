@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from compressed_ad.context_modes import mode_of
+from compressed_ad.context_modes import ContextMode, mode_of
 from compressed_ad.env import env_spec, task_split
 from compressed_ad.history_file import (check_dataset, check_markers, dataset_path, open_history, read_streams,
                                         training_steps)
@@ -27,9 +27,10 @@ class WindowSampler:
     ``memory_unroll`` region pairs) the B windows come as B / K sequences: (B / K, K, L).
     """
 
-    def __init__(self, streams: dict[str, np.ndarray], config: dict, device, source: str = 'the dataset'):
+    def __init__(self, streams: dict[str, np.ndarray], config: dict, device, source: str = 'the dataset',
+                 mode: ContextMode | None = None):
         self.device = device
-        mode = mode_of(config)
+        mode = mode or mode_of(config)
         template = mode.window(config)
         T = streams['actions'].shape[1]
         T = T - T % template.align
@@ -176,13 +177,16 @@ class WindowSampler:
         return self.windows(*self.draw(batch_size // self.batch_share, generator))
 
 
-def load_samplers(config: dict, device) -> tuple[WindowSampler, WindowSampler, dict]:
-    """Check the dataset against ``config`` and load train / held-out goals as device-resident samplers."""
+def load_samplers(config: dict, device, mode: ContextMode | None = None) -> tuple[WindowSampler, WindowSampler, dict]:
+    """Check the dataset against ``config`` and load train / held-out goals as device-resident samplers (``mode``:
+    the context mode, by default the one ``config`` selects)."""
+    mode = mode or mode_of(config)
     path = dataset_path(config)
     train_idx, test_idx = task_split(config)
     with open_history(path) as f:
-        info = check_dataset(f, config, train_idx + test_idx, mode_of(config).regions)
+        info = check_dataset(f, config, train_idx + test_idx, mode.regions)
         n_timesteps = training_steps(info['T'], config['train_source_timesteps'], info['n_steps'])
         train = read_streams(f, train_idx, n_timesteps, config['train_n_stream'])
         test = read_streams(f, test_idx, n_timesteps)
-    return WindowSampler(train, config, device, str(path)), WindowSampler(test, config, device, str(path)), info
+    return (WindowSampler(train, config, device, str(path), mode), WindowSampler(test, config, device, str(path), mode),
+            info)

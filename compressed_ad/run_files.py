@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from compressed_ad.context_modes import mode_of
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import RESUMABLE_KEYS, RUN_KEYS, Config, saved_config
-from compressed_ad.model import build_model
+from compressed_ad.context_modes import ContextMode, mode_of
 from compressed_ad.utils import UserError, atomic_path, atomic_write_text, pick_device
 
 CONFIG_FILE = 'config.yaml'
@@ -32,15 +32,16 @@ def last_tenth(returns):
     return returns[..., -max(1, returns.shape[-1] // 10):]
 
 
-def run_dir(config: dict) -> Path:
+def run_dir(config: dict, mode: ContextMode | None = None) -> Path:
     """``{runs_dir}/{model}-{env}[-compressed[-memory]|-sliding]-seed{env_split_seed}[-trainseed{seed}]``.
 
     ``seed{N}`` is the goal split (``env_split_seed``), as the quick-start names runs; the training seed is named only when it
-    is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name.
+    is not the default 0, so ``runs/AD-darkroom-seed0`` stays the default run's name. ``mode``: the context mode,
+    by default the one ``config`` selects.
     """
-    mode = mode_of(config).run_suffix
+    suffix = (mode or mode_of(config)).run_suffix
     train_seed = f"-trainseed{config['seed']}" if config['seed'] != 0 else ''
-    name = f"{config['model']}-{config['env']}{mode}-seed{config['env_split_seed']}{train_seed}"
+    name = f"{config['model']}-{config['env']}{suffix}-seed{config['env_split_seed']}{train_seed}"
     return Path(config['runs_dir']) / name
 
 
@@ -122,13 +123,14 @@ def trained_device_type(run: str | os.PathLike) -> str:
     return device_type(device or 'auto')
 
 
-def eval_setting(config: dict, greedy: bool, device=None) -> dict:
+def eval_setting(config: dict, greedy: bool, device=None, mode: ContextMode | None = None) -> dict:
     """What decides an evaluation's results (besides the checkpoint): its size, seed, sampling, trigger and the
     kind of device it runs on (their random streams differ). ``device``: the device used, by default the one
-    ``config['device']`` names (evaluate.py's rule: ``auto`` unless told)."""
+    ``config['device']`` names (evaluate.py's rule: ``auto`` unless told); ``mode``: the context mode, by default
+    the one ``config`` selects."""
     setting = {'episodes': config['eval_episodes'], 'streams_per_goal': config['eval_streams_per_goal'],
                'seed': config['eval_seed'], 'greedy': greedy}
-    if mode_of(config).regions:
+    if (mode or mode_of(config)).regions:
         setting['compress_trigger'] = config['eval_compress_trigger']
     setting['device'] = device_type(config['device'] if device is None else device)
     return setting
@@ -160,8 +162,8 @@ def save_checkpoint(run: str | os.PathLike, step: int, state: dict) -> Path:
     return path
 
 
-def load_run_model(run: Path, config: dict, device):
-    """The model of ``run``'s last checkpoint, in eval mode, and its step."""
+def load_run_model(run: Path, config: dict, device, mode: ContextMode | None = None):
+    """The model of ``run``'s last checkpoint, in eval mode, and its step (``mode``: as ``build_model``'s)."""
     found = checkpoints(run)
     if not found:
         raise UserError(f"Run '{run}' has no checkpoint (ckpt-*.pt). Train it first: "
@@ -169,7 +171,7 @@ def load_run_model(run: Path, config: dict, device):
     step, path = found[-1]
     try:
         ckpt = torch.load(path, map_location=device, weights_only=False)
-        model = build_model(config).to(device)
+        model = build_model(config, mode).to(device)
         model.load_state_dict(ckpt['model'])
     except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

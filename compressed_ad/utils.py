@@ -19,6 +19,10 @@ class UserError(Exception):
     """An expected mistake by the user: printed as one paragraph, exit code 2, no traceback."""
 
 
+class ConfigError(UserError):
+    """A config that cannot run: a key, a value or keys that disagree (named, with what to set)."""
+
+
 # ----------------------------------------------------------------------------- files
 @contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str = ''):

@@ -1,5 +1,4 @@
 """python -m bench.bench: the modes side by side, each measured once per batch size."""
-import pytest
 import json
 
 import pytest

@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
-from compressed_ad.model import build_model
 from compressed_ad.model.training import wrap_for_training
 from tests.helpers import TINY_STANDARD, assert_user_error, run_script
 from tests.test_train import MODE_ARGS, RUN_NAMES, scalars

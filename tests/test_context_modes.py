@@ -9,12 +9,14 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from compressed_ad.config_schema import ConfigError, load_config
-from compressed_ad.context_modes import MODES, mode_of
-from compressed_ad.model import build_model
+from compressed_ad.build import build_model
+from compressed_ad.config_schema import (COMPRESSED_MODEL_CONFIG, MEMORY_MODEL_CONFIG, MODEL_CONFIG, ConfigError,
+                                         load_config)
+from compressed_ad.context_modes import MODES, checked_mode, mode_of
 from compressed_ad.model.layout import OPEN, TRANSITION
 from compressed_ad.model.rollout import InContextRollout
-from compressed_ad.run_files import read_run_config
+from compressed_ad.modes import SLIDING_MODEL_CONFIG
+from compressed_ad.run_files import changed_run_keys, read_run_config, run_dir
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, run_script
 
 # "compressed, keeping only the current region": training windows <c> region </c>; in the rollout every closed
@@ -67,12 +69,55 @@ def extra_mode(tmp_path, monkeypatch):
     sys.modules.pop('current_region_mode', None)
 
 
-@pytest.mark.parametrize('compressed, memory, expected', [(False, 0, 'standard'), (True, 0, 'compressed'),
-                                                          (True, 2, 'memory')])
-def test_the_two_keys_choose_the_mode_when_context_mode_is_empty(compressed, memory, expected):
-    config = {'context_mode': '', 'use_compressed_context': compressed, 'memory_tokens': memory}
+@pytest.mark.parametrize('compressed, expected', [(False, 'standard'), (True, 'compressed')])
+def test_use_compressed_context_chooses_when_context_mode_is_empty(compressed, expected):
+    config = {'context_mode': '', 'use_compressed_context': compressed, 'memory_tokens': 0}
     assert mode_of(config).name == expected
+    assert mode_of(dict(config, memory_tokens=2)).name == expected  # memory_tokens sizes the memory, chooses no mode
     assert mode_of(dict(config, context_mode='standard')).name == 'standard'  # a registered name wins
+
+
+def test_the_memory_config_names_its_mode():
+    config = load_config(MEMORY_MODEL_CONFIG, overrides=TINY_COMPRESSED + ['memory_unroll=2'])
+    assert config['context_mode'] == 'memory' and config['use_compressed_context'] and config['memory_tokens'] == 4
+    assert checked_mode(config).name == 'memory'
+
+
+@pytest.mark.parametrize('model_config, overrides, needles', [
+    # memory_tokens alone no longer turns compressed (or standard) mode into the memory mode
+    (COMPRESSED_MODEL_CONFIG, ['memory_tokens=2'], ['memory_tokens=2', 'compressed mode', 'context_mode=memory']),
+    (MODEL_CONFIG, ['memory_tokens=2'], ['memory_tokens=2', 'standard mode', 'context_mode=memory']),
+    (SLIDING_MODEL_CONFIG, ['memory_tokens=2'], ['memory_tokens=2', 'context_mode=sliding', 'memory_tokens=0']),
+    (MEMORY_MODEL_CONFIG, ['memory_tokens=0'], ['context_mode=memory', 'memory_tokens=0', 'memory_tokens > 0']),
+    # the quick-start's switch with a mode that is not compressed
+    (MODEL_CONFIG, ['context_mode=standard', 'use_compressed_context=true'],
+     ['use_compressed_context=true', 'context_mode=standard', 'use_compressed_context=false']),
+    (SLIDING_MODEL_CONFIG, ['use_compressed_context=true'],
+     ['use_compressed_context=true', 'context_mode=sliding', 'use_compressed_context=false']),
+])
+def test_keys_that_disagree_on_the_mode_are_refused_naming_them(model_config, overrides, needles):
+    with pytest.raises(ConfigError) as refused:
+        load_config(model_config, overrides=TINY_COMPRESSED + overrides)
+    for needle in needles:
+        assert needle in str(refused.value), (needle, str(refused.value))
+    assert "override 'memory_tokens=" in str(refused.value) or "override 'use_compressed" in str(refused.value)
+
+
+def test_the_switch_with_a_compressed_mode_agrees():
+    for mode in ('compressed', 'memory'):  # ad_dr_compressed.yaml's use_compressed_context: true stays true
+        config = load_config(COMPRESSED_MODEL_CONFIG, overrides=TINY_COMPRESSED + [
+            f'context_mode={mode}', 'memory_unroll=2', f"memory_tokens={2 if mode == 'memory' else 0}"])
+        assert checked_mode(config).name == mode
+
+
+def test_a_memory_run_saved_before_context_mode_named_it_loads_in_the_memory_mode(tmp_path):
+    wanted = load_config(MEMORY_MODEL_CONFIG, overrides=TINY_COMPRESSED + ['memory_unroll=2'])
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump(dict(wanted, context_mode='')))  # as such runs were saved
+    config = read_run_config(tmp_path)
+    assert config['context_mode'] == 'memory' and checked_mode(config).name == 'memory'
+    assert 'memory_tokens > 0' in config.source('context_mode')
+    assert changed_run_keys(config, wanted) == ''  # train.py resumes it with the memory config as it is now
+    assert run_dir(config) == run_dir(wanted)
 
 
 def test_a_saved_run_without_context_mode_loads_in_its_mode(tmp_path):

@@ -8,9 +8,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from compressed_ad.build import build_model
 from compressed_ad.model import rollout as model_rollout
 from compressed_ad.env import tasks_of
-from compressed_ad.model import build_model
 from compressed_ad.model.layout import CLOSE, MEMORY as MEMORY_TYPE, OPEN, TRANSITION, WRITE, compressed_window
 from compressed_ad.model.rollout import InContextRollout
 from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_user_error, run_script
@@ -37,7 +37,7 @@ def random_model(config, seed=0):
     return m.eval()
 
 
-MEMORY = ['memory_tokens=2', 'memory_unroll=2']
+MEMORY = ['context_mode=memory', 'memory_tokens=2', 'memory_unroll=2']
 
 
 @pytest.mark.parametrize('compressed, trigger, memory', [(False, 'fixed', []), (True, 'fixed', []), (True, 'model', []),
@@ -59,7 +59,7 @@ def test_kv_cached_rollout_matches_recomputing_the_whole_context(compressed, tri
 
 @pytest.mark.parametrize('m', [0, 2])
 def test_compressed_context_never_exceeds_two_regions(m):
-    config = tiny(True, f'memory_tokens={m}', 'memory_unroll=2')
+    config = tiny(True, f'memory_tokens={m}', 'memory_unroll=2', *(['context_mode=memory'] if m else []))
     R = config['compress_interval']
     r = InContextRollout(random_model(config), config, torch.tensor([[4, 2], [0, 5]]), seed=0)
     memory, write = [MEMORY_TYPE] * m, [WRITE] * m
@@ -377,6 +377,24 @@ def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
         assert eval_refuses == (key in RUN_KEYS), key
         assert resume_refuses == (key in RUN_KEYS - RESUMABLE_KEYS), key
     assert checked == set(SCHEMA) - {'env', 'num_actions', 'alg', 'model'}
+
+
+def test_a_memory_run_saved_with_context_mode_empty_evaluates_as_it_did(tmp_path, workdir, monkeypatch):
+    """A memory run saved before the memory config named its mode (context_mode '', use_compressed_context and
+    memory_tokens > 0) evaluates as the memory mode, to the same returns as the same run saved as it is now."""
+    config = load_config(MEMORY_MODEL_CONFIG, overrides=TINY_COMPRESSED + MEMORY + workdir)
+    state = random_model(config).state_dict()
+    runs = {}
+    for name, saved in (('now', dict(config)), ('before', dict(config, context_mode=''))):
+        run = runs[name] = tmp_path / name / 'AD-darkroom-compressed-memory-seed0'
+        run.mkdir(parents=True)
+        write_run_config(run, saved)
+        save_checkpoint(run, 8, {'model': state})
+        (run / TRAIN_SUMMARY).write_text(json.dumps({'device': 'cpu'}))
+        evaluate_in_process(monkeypatch, run, 'device=cpu')
+    summary = json.loads((runs['before'] / 'eval_summary.json').read_text())
+    assert summary['mode'] == 'memory' and summary['compress_trigger'] == 'fixed'
+    assert np.array_equal(np.load(runs['before'] / 'eval_result.npy'), np.load(runs['now'] / 'eval_result.npy'))
 
 
 def test_the_summary_of_a_memory_run_says_memory(tmp_path, workdir, monkeypatch):

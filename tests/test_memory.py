@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from compressed_ad import region_returns as regions
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
 from compressed_ad.dataset import WindowSampler, load_samplers
 from compressed_ad.env import task_split
 from compressed_ad.history_file import dataset_path, expected_markers
-from compressed_ad.model import build_model
 from compressed_ad.model.layout import TRANSITION, compressed_window
 from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.model.training import TrainingBatches, train_step

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
 from compressed_ad.dataset import WindowSampler
-from compressed_ad.model import ad_losses, balanced_accuracy, build_model
 from compressed_ad.model.layout import (CLOSE, IGNORE, OPEN, TRANSITION, WRITE, compressed_window, next_type_targets,
                                         stream_tokens)
+from compressed_ad.model.loss import ad_losses, balanced_accuracy
 from compressed_ad.synthetic_histories import synthetic_history
 from tests.helpers import TINY_COMPRESSED, TINY_STANDARD
 
@@ -131,7 +132,8 @@ def test_the_sampler_can_draw_every_window_including_the_last_of_each_stream(com
 
 
 def test_memory_sequences_are_consecutive_region_pairs_and_gradients_cross_the_hand_off():
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=3', 'train_batch_size=6', 'test_batch_size=6')
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2',
+                         'memory_unroll=3', 'train_batch_size=6', 'test_batch_size=6')
     R = config['compress_interval']
     sampler, streams = sampler_for(config)
     seq, start = sampler.draw(5000, torch.Generator().manual_seed(0))
@@ -155,7 +157,8 @@ def test_memory_sequences_are_consecutive_region_pairs_and_gradients_cross_the_h
 
 
 def test_walking_rows_take_every_window_of_a_stream_in_order_then_a_new_stream_from_its_start():
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=4', 'train_batch_size=8', 'test_batch_size=8')
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2',
+                         'memory_unroll=4', 'train_batch_size=8', 'test_batch_size=8')
     R = config['compress_interval']
     sampler, streams = sampler_for(config)
     n = sampler.n_windows  # 48 steps = 6 regions: windows (0, 1) .. (4, 5)
@@ -189,7 +192,8 @@ def test_walking_rows_take_every_window_of_a_stream_in_order_then_a_new_stream_f
 def test_with_random_walk_starts_a_row_starts_its_memory_at_a_random_window_of_each_new_stream():
     """memory_walk_start: random. A row's memory restarts (fresh) exactly where it joins a stream, at windows spread
     over the stream, and its windows then advance one region at a time to the stream's end."""
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8',
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2',
+                         'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8',
                          'memory_walk_start=random')
     R = config['compress_interval']
     sampler, _ = sampler_for(config)
@@ -212,7 +216,8 @@ def test_with_random_walk_starts_a_row_starts_its_memory_at_a_random_window_of_e
     # rows join new streams at every window from which their K windows fit, not only at the first
     assert set(joined) == set(range(n - 1)) and fresh.sum() > 64
     # and the default starts every memory at a stream's first window, the rollout's only fresh window
-    default = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8')
+    default = tiny_config(True, 'context_mode=memory', 'memory_tokens=2',
+                          'memory_unroll=2', 'train_batch_size=8', 'test_batch_size=8')
     stream_sampler, _ = sampler_for(default)
     stream_sampler.start_walks(64, gen)
     assert not stream_sampler.walk_from.any()
@@ -231,7 +236,8 @@ def memory_at(model, sampler, seq: int, origin: int, pos: int) -> torch.Tensor:
 
 def test_training_batches_build_each_row_s_memory_up_to_its_starting_window_and_carry_it_on():
     from compressed_ad.model.training import TrainingBatches
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2',
+                         'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
     sampler, _ = sampler_for(config)
     torch.manual_seed(0)
     model = build_model(config).eval()  # tf_dropout=0 in TINY; eval: no dropout draws either way
@@ -273,7 +279,7 @@ def test_a_run_resumed_with_another_batch_keeps_its_first_walking_rows_and_build
     new count are dropped, the first ones go on with their walk and memory, and new rows get the memory of their
     stream up to where they start."""
     from compressed_ad.model.training import TrainingBatches
-    memory_args = ['memory_tokens=2', 'memory_unroll=2', 'test_batch_size=8']
+    memory_args = ['context_mode=memory', 'memory_tokens=2', 'memory_unroll=2', 'test_batch_size=8']
     config = tiny_config(True, *memory_args, 'train_batch_size=16')  # 8 rows of 2 windows
     torch.manual_seed(0)
     model = build_model(config).eval()

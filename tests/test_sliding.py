@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from compressed_ad.build import build_model
 from compressed_ad.config_schema import load_config
 from compressed_ad.context_modes import mode_of
 from compressed_ad.dataset import load_samplers
 from compressed_ad.history_file import dataset_path
-from compressed_ad.model import build_model
 from compressed_ad.model.rollout import FIELDS, InContextRollout
 from compressed_ad.modes.sliding import SLIDING_MODEL_CONFIG, receptive_field
 from compressed_ad.synthetic_histories import write_synthetic_file

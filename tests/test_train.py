@@ -154,6 +154,14 @@ def test_compressed_config_checks(workdir, tiny_dataset, extra, needles):
     assert_user_error(run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, *extra), *needles)
 
 
+def test_memory_tokens_without_the_memory_mode_is_refused_before_any_work(tmp_path, workdir, tiny_dataset):
+    # the quick-start's compressed config with memory tokens chose the memory mode once; now the key sizes the memory
+    # of context_mode: memory and chooses no mode
+    proc = run_script('train.py', *COMPRESSED, *TINY_COMPRESSED, *workdir, 'memory_tokens=2')
+    assert_user_error(proc, "memory_tokens=2 (override 'memory_tokens=2')", 'compressed mode', 'context_mode=memory')
+    assert not (tmp_path / 'runs').exists()
+
+
 def test_a_dataset_of_another_rollout_length_is_refused_in_every_mode(tmp_path, workdir, tiny_dataset):
     for mode in ([], [*COMPRESSED, *TINY_COMPRESSED]):  # e.g. a file kept from before a default n_steps changed
         proc = run_script('train.py', *TINY_STANDARD, *mode, *workdir, 'n_steps=16', 'compress_interval=16',

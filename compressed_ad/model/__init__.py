@@ -1,5 +1,6 @@
-"""The AD transformer, its context layout, loss and cached in-context rollout (no stable-baselines3 here)."""
-from compressed_ad.model.loss import ad_losses, balanced_accuracy
-from compressed_ad.model.transformer import ADTransformer, KVCache, ModelConfig, build_model
+"""The AD model: ``transformer.py`` (the transformer and its KV cache), ``layout.py`` (the token layout),
+``loss.py``, ``training.py`` (optimiser, schedule, training step), ``rollout.py`` (the in-context rollout).
 
-__all__ = ['ADTransformer', 'KVCache', 'ModelConfig', 'ad_losses', 'balanced_accuracy', 'build_model']
+Importing this package loads none of them, so that importing ``model.layout`` loads no transformer. The transformer,
+the layout and the loss import only torch and each other; ``compressed_ad.build`` makes a model from a config.
+"""

@@ -9,6 +9,9 @@ Positions are either absolute (a learned table over the context) or relative (ro
 keys, ``ModelConfig.positions = 'rope'``). With relative positions a model may also limit attention to the last
 ``attn_window`` tokens (causal sliding-window attention); its KV cache is then a ring of ``attn_window`` slots, and
 decoding against it is exact for any number of steps, since no key depends on where the context started.
+
+This module imports only torch and ``model/layout.py``: it knows no config, context mode or environment.
+``compressed_ad.build.model_config`` turns a config into its ``ModelConfig``.
 """
 from __future__ import annotations
 
@@ -18,13 +21,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from compressed_ad.env import env_spec
-from compressed_ad.context_modes import mode_of
 from compressed_ad.model.layout import MEMORY, N_INPUT_TYPES, N_TOKEN_TYPES, TRANSITION, WRITE
 
 
 @dataclass
 class ModelConfig:
+    """The model's sizes and options (``compressed_ad.build.model_config`` makes one from a config)."""
     obs_sizes: tuple[int, ...]  # sizes of the observation's components, e.g. (row, col) = (9, 9)
     num_actions: int
     n_embd: int
@@ -42,15 +44,6 @@ class ModelConfig:
     def cache_len(self) -> int:
         """Slots of a KV cache row: the window (a ring) when attention is windowed, else the whole context."""
         return self.attn_window or self.max_len
-
-    @classmethod
-    def from_config(cls, c: dict) -> 'ModelConfig':
-        mode = mode_of(c)
-        return cls(obs_sizes=tuple(env_spec(c).obs_sizes(c['grid_size'])), num_actions=c['num_actions'],
-                   n_embd=c['tf_n_embd'],
-                   n_layer=c['tf_n_layer'], n_head=c['tf_n_head'], dim_feedforward=c['tf_dim_feedforward'],
-                   dropout=c['tf_dropout'], max_len=mode.max_context_len(c), compressed=mode.type_head,
-                   memory_tokens=c['memory_tokens'], positions=mode.positions, attn_window=mode.attention_window(c))
 
 
 class KVCache:
@@ -368,6 +361,3 @@ class ADTransformer(nn.Module):
         idx = torch.arange(len(rows), device=types.device)
         return action_logits[idx, last], (type_logits[idx, last] if type_logits is not None else None), written
 
-
-def build_model(config: dict) -> ADTransformer:
-    return ADTransformer(ModelConfig.from_config(config))

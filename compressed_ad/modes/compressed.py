@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from compressed_ad.config_schema import COMPRESSED_MODEL_CONFIG, ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import (CLOSE, MEMORY, OPEN, WRITE, compressed_window, first_transition,
                                         kept_region_markers, region_prefix_len)
+from compressed_ad.modes import COMPRESSED_MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.utils import ConfigError
 
 
 class RegionContext(RolloutContext):
@@ -188,14 +189,10 @@ class RegionContext(RolloutContext):
 class CompressedMode(ContextMode):
     name, model_config, run_suffix = 'compressed', COMPRESSED_MODEL_CONFIG, '-compressed'
     type_head = regions = True
-    with_memory = False  # memory_tokens > 0 (modes/memory.py)
+    memory = False  # memory tokens: modes/memory.py
 
     def check(self, config) -> None:
         c = config
-        if bool(c['memory_tokens']) != self.with_memory:  # only where context_mode names the mode
-            raise ConfigError(f"context_mode={self.name} ({c.source('context_mode')}) needs memory_tokens "
-                              f"{'> 0' if self.with_memory else '= 0'}, got {c['memory_tokens']} "
-                              f"({c.source('memory_tokens')}).")
         if c['n_transit'] < 2 * c['compress_interval']:
             raise ConfigError(
                 f"Compressed mode needs n_transit >= 2 * compress_interval, got n_transit={c['n_transit']} "
@@ -213,7 +210,7 @@ class CompressedMode(ContextMode):
         region_len = config['compress_interval']
         types, offsets = compressed_window(region_len, config['memory_tokens'])
         return WindowTemplate(types, offsets, stride=region_len, unroll=self.unroll(config), align=region_len,
-                              walk=self.with_memory, walk_start=config['memory_walk_start'])
+                              walk=self.memory, walk_start=config['memory_walk_start'])
 
     def short_history_message(self, config: dict, T: int, template: WindowTemplate) -> str:
         region_len = config['compress_interval']

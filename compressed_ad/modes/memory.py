@@ -7,13 +7,14 @@ close the write tokens' outputs become the memory that stands for the dropped re
 """
 from __future__ import annotations
 
-from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, ConfigError
+from compressed_ad.modes import MEMORY_MODEL_CONFIG
 from compressed_ad.modes.compressed import CompressedMode
+from compressed_ad.utils import ConfigError
 
 
 class MemoryMode(CompressedMode):
     name, model_config, run_suffix = 'memory', MEMORY_MODEL_CONFIG, '-compressed-memory'
-    with_memory = True
+    memory = True
 
     def check(self, config) -> None:
         super().check(config)

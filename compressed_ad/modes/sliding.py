@@ -28,11 +28,10 @@ from fractions import Fraction
 
 import torch
 
-from compressed_ad.config_schema import ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import TRANSITION
-
-SLIDING_MODEL_CONFIG = 'config/model/ad_dr_sliding.yaml'
+from compressed_ad.modes import SLIDING_MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.utils import ConfigError
 
 
 def tail_steps(config: dict) -> int:
@@ -99,12 +98,6 @@ class SlidingMode(ContextMode):
 
     def check(self, config) -> None:
         c = config
-        if c['memory_tokens']:
-            raise ConfigError(f"memory_tokens={c['memory_tokens']} ({c.source('memory_tokens')}) belongs to compressed "
-                              f"mode with memory; the sliding mode keeps no memory. Set memory_tokens=0.")
-        if c['use_compressed_context']:
-            raise ConfigError(f"use_compressed_context=true ({c.source('use_compressed_context')}) contradicts "
-                              f"context_mode=sliding ({c.source('context_mode')}). Set use_compressed_context=false.")
         share = batch_share(c)
         for key in ('train_batch_size', 'test_batch_size'):
             if c[key] % share.numerator:

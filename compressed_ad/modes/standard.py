@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from compressed_ad.config_schema import MODEL_CONFIG, ConfigError
-from compressed_ad.context_modes import ContextMode, RolloutContext, WindowTemplate
 from compressed_ad.model.layout import TRANSITION
+from compressed_ad.modes import MODEL_CONFIG
+from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
 
 
 class SlidingWindow(RolloutContext):
@@ -65,12 +65,6 @@ class SlidingWindow(RolloutContext):
 
 class StandardMode(ContextMode):
     name, model_config, run_suffix = 'standard', MODEL_CONFIG, ''
-
-    def check(self, config) -> None:
-        if config['memory_tokens']:
-            raise ConfigError(f"memory_tokens={config['memory_tokens']} ({config.source('memory_tokens')}) carries "
-                              f"the dropped regions of compressed mode; standard mode keeps its whole window. Use "
-                              f"--config config/model/ad_dr_compressed_memory.yaml, or memory_tokens=0.")
 
     def max_context_len(self, config: dict) -> int:
         return config['n_transit']

@@ -317,7 +317,8 @@ def test_a_memory_training_step_writes_nothing_through_index_put():
     from torch.profiler import ProfilerActivity, profile
 
     from bench.bench import training_step_fn
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16', 'test_batch_size=8')
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16',
+                         'test_batch_size=8')
     sampler, _ = sampler_for(config)
     torch.manual_seed(0)
     step = training_step_fn(build_model(config), sampler, config, torch.device('cpu'))
@@ -330,7 +331,7 @@ def test_a_memory_training_step_writes_nothing_through_index_put():
 
 
 def test_the_write_queries_reach_their_tokens_and_take_their_gradient():
-    config = tiny_config(True, 'memory_tokens=2', 'memory_unroll=2')
+    config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2', 'memory_unroll=2')
     torch.manual_seed(0)
     model = build_model(config)
     m, R = 2, config['compress_interval']

@@ -4,11 +4,13 @@ import json
 import re
 
 import numpy as np
+import pytest
 import yaml
 
 from compressed_ad.config_schema import load_config
 from compressed_ad.history_file import dataset_path
 from compressed_ad.synthetic_histories import write_synthetic_file
+from compressed_ad.utils import UserError
 from tests.helpers import ROOT, assert_user_error, run_script
 
 QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
@@ -64,12 +66,6 @@ def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path
                  'memory_unroll=2']
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)  # reused by the example instead of collecting
-    # the compute-matched budget's speed ratio, as bench.bench writes it (two rows per mode: their mean counts)
-    speed = tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json'
-    speed.parent.mkdir(parents=True)
-    speed.write_text(json.dumps([{'mode': m, 'config': c, 'steps_per_s': v, 'env': 'darkroom'} for m, c, v in (
-        ('standard', 'default', 2.0), ('standard', 'default', 2.2), ('compressed', 'default', 3.1),
-        ('compressed', 'default', 3.2), ('compressed', 'equal_batch', 9.0))]))
     proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes',
                       'standard,compressed,standard-160,memory,memory-random-start', '--compute-matched', '--jobs',
                       '2', *overrides)
@@ -86,11 +82,12 @@ def test_the_equal_context_compute_matched_and_memory_random_start_rows(tmp_path
     # standard AD with compressed AD's longest context, in a folder of its own (the standard run is untouched)
     assert saved('standard-160/AD-darkroom-seed0')['n_transit'] == 160
     assert saved('AD-darkroom-seed0')['n_transit'] == 240
-    # compressed AD for standard AD's wall time: 20 steps x (3.1 + 3.2) / (2.0 + 2.2) = 30 (the benchmark's rows,
-    # not the speeds of the runs, which shared the cores)
+    # compressed AD for standard AD's wall time, from the benchmark the example ran between the two groups of runs
+    rows = json.loads((runs / 'compressed-matched' / 'speed_ratio.json').read_text())
+    assert {r['mode'] for r in rows} == {'standard', 'compressed'}
+    steps = int(re.search(r'compressed / standard training steps/s = [\d.]+, so (\d+) steps', proc.stdout).group(1))
     matched = saved('compressed-matched/AD-darkroom-compressed-seed0')
-    assert matched['use_compressed_context'] and matched['train_timesteps'] == 30
-    assert 'compressed / standard training steps/s = 1.500, so 30 steps' in proc.stdout
+    assert matched['use_compressed_context'] and matched['train_timesteps'] == steps
     # memory AD whose rows start their memory at random windows, beside memory AD as the rollout starts it
     assert saved('memory-random-start/AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'random'
     assert saved('AD-darkroom-compressed-memory-seed0')['memory_walk_start'] == 'stream'
@@ -122,22 +119,22 @@ def test_the_compute_matched_row_needs_its_baselines(workdir):
     assert_user_error(proc, '--compute-matched compressed', 'among standard, memory, sliding')
 
 
-def test_the_compute_matched_budget_is_measured_side_by_side_before_its_runs_train(tmp_path, workdir):
-    overrides = [*workdir, 'n_stream=2', 'train_source_timesteps=320', 'train_timesteps=10', 'eval_interval=10',
-                 'ckpt_interval=10', 'test_n_batches=1']
-    config = load_config(presets=['quick'], overrides=overrides)
-    write_synthetic_file(dataset_path(config), config)
-    early = run_script('example_compressed_training.py', '--print-config', '--quick', '--compute-matched', 'sliding',
-                       *overrides)
-    assert_user_error(early, 'not measured yet', 'sliding and compressed runs are trained')
-    proc = run_script('example_compressed_training.py', '--mode', 'train', '--quick', '--compute-matched', 'sliding',
-                      *overrides)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = json.loads((tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json').read_text())
-    assert {(r['mode'], r['env']) for r in rows} == {('sliding', 'darkroom'), ('compressed', 'darkroom')}
-    steps = int(re.search(r'compressed / sliding training steps/s = [\d.]+, so (\d+) steps', proc.stdout).group(1))
-    assert yaml.safe_load((tmp_path / 'runs' / 'compressed-matched' / 'AD-darkroom-compressed-seed0' /
-                           'config.yaml').read_text())['train_timesteps'] == steps
+def test_the_compute_matched_budget_is_the_baseline_s_steps_times_the_benchmark_s_ratio(tmp_path, workdir):
+    import example_compressed_training as example
+    args = argparse.Namespace(overrides=[*workdir, 'train_timesteps=20'], env='darkroom', quick=True, cpu=False,
+                              modes=None, compute_matched='sliding', seeds=None, splits=None)
+    plan = example.Plan(args)
+    with pytest.raises(UserError, match='not measured yet'):
+        plan.matched_steps()
+    # as bench.bench writes it; the mean of each mode's rows at its own batch counts, the equal-batch row does not
+    speed = tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json'
+    speed.parent.mkdir(parents=True)
+    speed.write_text(json.dumps([{'mode': m, 'config': c, 'steps_per_s': v, 'env': 'darkroom'} for m, c, v in (
+        ('sliding', 'default', 2.0), ('sliding', 'default', 2.2), ('compressed', 'default', 3.1),
+        ('compressed', 'default', 3.2), ('compressed', 'equal_batch', 9.0))]))
+    assert plan.matched_steps() == 30  # 20 x (3.1 + 3.2) / (2.0 + 2.2)
+    assert plan.config('compressed-matched', 0, 0)['train_timesteps'] == 30
+    assert plan.mode_overrides('compressed-matched', 0, 0)[-1] == 'train_timesteps=30'
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):

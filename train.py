@@ -13,7 +13,7 @@ from compressed_ad.config_schema import (CPU_CONFIG, RESUMABLE_KEYS, add_config_
                                          format_config, get_config, presets_of)
 from compressed_ad.dataset import load_samplers
 from compressed_ad.model import training
-from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, changed_run_keys, checkpoints, read_run_config,
+from compressed_ad.run_files import (CONFIG_CHANGES, TRAIN_SUMMARY, check_run_dir, checkpoints, load_checkpoint,
                                      record_config_changes, run_dir, run_finished, save_checkpoint, write_run_config)
 from compressed_ad.utils import (UserError, atomic_write_text, parse_args, peak_memory_mib, reset_peak_memory, run_main,
                                  seconds_to_text)
@@ -28,29 +28,6 @@ def read_config(args):
 
 
 CPU_ADVICE_SECONDS = 3600  # above this estimated training time on a CPU, suggest the CPU setting
-
-
-def check_run_dir(out, config) -> dict:
-    """Compare ``config`` with the run already in ``out``: refuse a different run; return the resumable changes
-    as {key: (old, new)}."""
-    saved = read_run_config(out)
-    if not saved:
-        return {}
-    if shown := changed_run_keys(saved, config):
-        raise UserError(f"Run directory '{out}' already holds a run with a different config ({shown}). "
-                        f"Delete it to start over, or set runs_dir to train elsewhere.")
-    return {k: (saved[k], config[k]) for k in RESUMABLE_KEYS if k in saved and saved[k] != config[k]}
-
-
-def load_checkpoint(path, device) -> dict:
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
-        if not all(k in ckpt for k in ('model', 'optimizer', 'scheduler', 'step', 'rng')):
-            raise KeyError('missing entries')
-        return ckpt
-    except Exception as exc:  # any unreadable checkpoint gets the same advice
-        raise UserError(f"Checkpoint '{path}' cannot be read to resume ({type(exc).__name__}: {exc}). Delete it to "
-                        f"resume from the previous checkpoint, or delete the run directory to start over.") from None
 
 
 def rank_rng_states(ckpt: dict) -> list[dict]:
@@ -105,17 +82,13 @@ class Run:
         self.config, self.mode, self.out, self.rank, self.world, self.device = config, mode, out, rank, world, device
         self.main_process = rank == 0
         self.train_sampler, test_sampler, _ = load_samplers(config, device, mode)
-        torch.manual_seed(config['seed'] + rank)
-        self.model = build.build_model(config, mode).to(device)
-        self.optimizer = training.make_optimizer(self.model, config)
-        self.scheduler = training.make_scheduler(self.optimizer, config)
-        self.gen = torch.Generator(device=device)  # this rank's training batches
-        self.gen.manual_seed(config['seed'] * 1000 + rank)
+        self.state = build.training_state(config, self.train_sampler, device, rank, world, mode)
+        self.model, self.optimizer, self.scheduler = self.state.model, self.state.optimizer, self.state.scheduler
+        self.gen, self.batches = self.state.generator, self.state.batches  # this rank's training batches
         test_gen = torch.Generator(device=device)  # the same held-out batches at every test evaluation
         test_gen.manual_seed(config['seed'] + 12345)
         self.test_batches = test_sampler.held_out_batches(config['test_batch_size'], config['test_n_batches'],
                                                           test_gen)
-        self.batches = training.TrainingBatches(self.train_sampler, self.model, config, self.gen)
         self.step = 0
         # whole-run figures of the segments before this one (a run resumed from a checkpoint)
         self.before = {'seconds': 0.0, 'action_targets': 0, 'peak_mib': 0.0, 'segments': 0, 'complete': True}
@@ -127,7 +100,7 @@ class Run:
         """Continue from the newest checkpoint, if any, exactly as the run would have gone on."""
         done = checkpoints(self.out)
         if done:
-            ckpt = load_checkpoint(done[-1][1], self.device)
+            ckpt = load_checkpoint(done[-1][1])
             states = rank_rng_states(ckpt)
             if len(states) != self.world:
                 raise UserError(f"Run '{self.out}' was trained by {len(states)} process(es) and is resumed by "
@@ -176,7 +149,6 @@ class Run:
         """Optimizer steps up to ``train_timesteps``: train/* every summary_interval, test/* every eval_interval,
         a checkpoint every ckpt_interval and at the end."""
         config, total = self.config, self.config['train_timesteps']
-        net = training.wrap_for_training(self.model, config, self.device, self.world)
         if config['compile'] and self.main_process:
             print(f"compile=true: the first step compiles the model with torch.compile on {self.device} (tens of "
                   f"seconds on a CPU; its time counts in the run's seconds).")
@@ -188,11 +160,8 @@ class Run:
         reset_peak_memory(self.device)
         try:
             while self.step < total:
-                batch = self.batches.next()
                 log_now = (self.step + 1) % config['summary_interval'] == 0 or self.step + 1 == total
-                losses = training.train_step(net, self.model, batch, self.optimizer, self.scheduler, config,
-                                             with_metrics=log_now)
-                self.batches.after_step(losses)
+                losses = self.state.step(with_metrics=log_now)
                 self.step += 1
                 bar.update(1)
                 if log_now and self.main_process:

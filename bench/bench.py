@@ -21,7 +21,8 @@ would repeat another (same mode, same batch) is measured once. After each row th
   the whole training step of train.py: sample a batch of windows (``dataset.WindowSampler``) from
   device-resident synthetic histories (16 goals x 8 streams x 13 regions, from
   ``synthetic_histories.py``), forward + ``model.ad_losses`` (bf16 autocast on CUDA), backward, grad clip,
-  AdamW (``model.training.make_optimizer``) and the LR scheduler. The timed loop has no host syncs; on CUDA
+  AdamW (``model.training.make_optimizer``) and the LR scheduler, built as train.py builds them
+  (``build.training_state``). The timed loop has no host syncs; on CUDA
   the clock is read after ``torch.cuda.synchronize``. ``compile=true`` compiles the model as train.py does, on any
   device (give it enough ``--warmup`` steps to compile).
 * action targets/s = batch * targets per window / step time (the useful training signal per second). The
@@ -57,7 +58,6 @@ config (one torch thread) and reports seconds per goal per core.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -70,14 +70,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from compressed_ad.build import build_model
+from compressed_ad.build import TrainingState, training_state
 from compressed_ad.config_schema import DEFAULT_ENV, load_config
 from compressed_ad.context_modes import mode_of, model_configs
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.env import ENVS, task_indices, task_split, tasks_of
 from compressed_ad.model.rollout import InContextRollout, rollout_on_tasks
-from compressed_ad.model.training import (TrainingBatches, make_optimizer, make_scheduler, train_step,
-                                          wrap_for_training)
 from compressed_ad.synthetic_histories import synthetic_streams
 from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, peak_memory_mib, pick_device,
                                  process_max_rss_mib, reset_peak_memory, run_main, seconds_to_text)
@@ -142,22 +140,12 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def training_step_fn(model, sampler, config, device) -> Callable[[], None]:
-    """A function that runs one end-to-end training step of ``model`` (sample, forward, backward, clip, AdamW, LR
-    schedule) with an optimiser, schedule and batches of its own, compiled when ``compile`` is set, as train.py
-    does."""
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(config['seed'])
-    model.train()
-    net = wrap_for_training(model, config, device, world=1)
-    batches = TrainingBatches(sampler, model, config, gen)  # as train.py draws them (memory: walking rows)
-    batches.start()
-
-    def step():
-        batches.after_step(train_step(net, model, batches.next(), optimizer, scheduler, config))
-    return step
+def training_step_fn(state: TrainingState) -> Callable[[], object]:
+    """A function that runs one end-to-end training step of ``state`` (sample, forward, backward, clip, AdamW, LR
+    schedule; ``build.training_state``, compiled when ``compile`` is set), from new batches, as train.py does."""
+    state.model.train()
+    state.batches.start()  # as a new run's (memory: walking rows)
+    return state.step
 
 
 def seconds_per_call(fn: Callable[[], object], device, calls: int) -> float:
@@ -170,9 +158,9 @@ def seconds_per_call(fn: Callable[[], object], device, calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def time_training(model, sampler, config, device, batch: int, steps: int, warmup: int) -> float:
+def time_training(state: TrainingState, device, steps: int, warmup: int) -> float:
     """Mean seconds per end-to-end training step (``training_step_fn``) after ``warmup`` untimed ones."""
-    step = training_step_fn(model, sampler, config, device)
+    step = training_step_fn(state)
     for _ in range(warmup):
         step()
     return seconds_per_call(step, device, steps)
@@ -200,12 +188,10 @@ def compiled_against_eager(eager_fn, compiled_fn, device, steps: int, warmup: in
 
 
 def compare_training(config, sampler, device, steps: int, warmup: int) -> dict:
-    """Compiled against eager training steps (``compiled_against_eager``) of two copies of one model."""
-    torch.manual_seed(config['seed'])
-    eager_model = build_model(config).to(device)
-    compiled_model = copy.deepcopy(eager_model)
-    eager = training_step_fn(eager_model, sampler, {**config, 'compile': False}, device)
-    compiled = training_step_fn(compiled_model, sampler, {**config, 'compile': True}, device)
+    """Compiled against eager training steps (``compiled_against_eager``) of two copies of one model (built from
+    one seed)."""
+    eager = training_step_fn(training_state({**config, 'compile': False}, sampler, device))
+    compiled = training_step_fn(training_state({**config, 'compile': True}, sampler, device))
     timed = compiled_against_eager(eager, compiled, device, steps, warmup)
     return {'compare_train_eager_ms': timed['eager_s'] * 1e3, 'compare_train_compiled_ms': timed['compiled_s'] * 1e3,
             'compare_train_speedup': timed['eager_s'] / timed['compiled_s'], 'train_compile_s': timed['compile_s']}
@@ -263,19 +249,18 @@ def measure_row(spec: dict) -> dict:
     else:
         start_mib = process_max_rss_mib()
     reset_peak_memory(device)
-    torch.manual_seed(config['seed'])
-    model = build_model(config).to(device)
-    step_s = time_training(model, sampler, config, device, spec['batch'], spec['steps'], spec['warmup'])
+    state = training_state(config, sampler, device)
+    step_s = time_training(state, device, spec['steps'], spec['warmup'])
     peak_abs, measure = peak_memory_mib(device)
     peak = peak_abs
     if device.type != 'cuda':  # a process's max RSS includes the interpreter and imports: report the growth
         peak, measure = peak_abs - start_mib, 'cpu_max_rss'
-    eval_steps_per_s, eval_rows = time_evaluation(model, config, device, spec['eval_steps'])
+    eval_steps_per_s, eval_rows = time_evaluation(state.model, config, device, spec['eval_steps'])
     targets = sampler.targets_per_window()
     compared = {}
     if spec.get('compare_compile'):
         compared = compare_training(config, sampler, device, spec['steps'], spec['warmup'])
-        compared |= compare_evaluation(model, config, device, spec['eval_steps'])
+        compared |= compare_evaluation(state.model, config, device, spec['eval_steps'])
     return compared | {
         'mode': spec['mode'], 'config': spec['config'], 'batch': spec['batch'],
         'tokens': sampler.window_len, 'targets_per_window': targets,
@@ -284,7 +269,7 @@ def measure_row(spec: dict) -> dict:
         'eval_steps_per_s': eval_steps_per_s, 'eval_transitions_per_s': eval_steps_per_s * eval_rows,
         'eval_rows': eval_rows, 'eval_steps': spec['eval_steps'], 'eval_warmup_steps': eval_warmup_steps(config),
         'steps': spec['steps'], 'warmup': spec['warmup'],
-        'n_params': sum(p.numel() for p in model.parameters()),
+        'n_params': sum(p.numel() for p in state.model.parameters()),
         'device': str(device), 'device_name': device_name(device), 'threads': torch.get_num_threads(),
         'presets': spec['presets'], 'overrides': list(spec['overrides']), 'env': spec.get('env', DEFAULT_ENV),
     }

@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.bench import MODES, make_sampler, mode_config, steady_rollout, sync, training_step_fn
-from compressed_ad.build import build_model
+from compressed_ad.build import training_state
 from compressed_ad.utils import atomic_write_text, pick_device, run_main
 
 PROFILED_STEPS = 5
@@ -51,14 +51,13 @@ def profile_calls(fn, device, steps: int, top: int) -> dict:
 def profile_mode(mode: str, presets: list[str], overrides: list[str], device, top: int) -> dict:
     config = mode_config(mode, presets, overrides)
     sampler = make_sampler(config, device, 'quick' in presets)
-    torch.manual_seed(config['seed'])
-    model = build_model(config).to(device)
-    step = training_step_fn(model, sampler, config, device)  # as train.py trains (memory: walking rows)
+    state = training_state(config, sampler, device)
+    step = training_step_fn(state)  # as train.py trains (memory: walking rows)
     for _ in range(10 if config['compile'] else 3):  # compile and allocator warmup
         step()
     train = profile_calls(step, device, PROFILED_STEPS, top)
 
-    rollout = steady_rollout(model, config, device)
+    rollout = steady_rollout(state.model, config, device)
     decode = profile_calls(rollout.step, device, 4 * PROFILED_STEPS, top)
     return {'mode': mode, 'batch': config['train_batch_size'], 'train': train, 'rollout_step': decode}
 

@@ -1,4 +1,4 @@
-"""Where a training run keeps its files: run-directory naming, checkpoints, and finding runs.
+"""Where a training run keeps its files: run-directory naming and checks, checkpoints, and finding runs.
 
 A run directory ``{runs_dir}/{model}-{env}[-compressed[-memory]|-sliding]-seed{env_split_seed}[-trainseed{seed}]`` holds
 ``config.yaml``, checkpoints ``ckpt-{step}.pt``, TensorBoard event files, ``train_summary.json`` and the evaluation
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -52,6 +51,18 @@ def read_run_config(run: str | os.PathLike) -> Config:
     if not path.exists():
         return Config()
     return saved_config(yaml.safe_load(path.read_text()) or {}, str(path))
+
+
+def check_run_dir(run: str | os.PathLike, config: dict) -> dict:
+    """Compare ``config`` with the run already in ``run`` (none: nothing to compare): refuse a different run (a
+    ``UserError`` naming the keys); return the changes a resume may make (``RESUMABLE_KEYS``) as {key: (old, new)}."""
+    saved = read_run_config(run)
+    if not saved:
+        return {}
+    if shown := changed_run_keys(saved, config):
+        raise UserError(f"Run directory '{run}' already holds a run with a different config ({shown}). "
+                        f"Delete it to start over, or set runs_dir to train elsewhere.")
+    return {k: (saved[k], config[k]) for k in RESUMABLE_KEYS if k in saved and saved[k] != config[k]}
 
 
 def changed_run_keys(saved: dict, config: dict) -> str:
@@ -162,6 +173,28 @@ def save_checkpoint(run: str | os.PathLike, step: int, state: dict) -> Path:
     return path
 
 
+RESUME_ENTRIES = ('model', 'optimizer', 'scheduler', 'step', 'rng')  # what train.py writes and a resume needs
+
+
+def load_checkpoint(path: str | os.PathLike, map_location='cpu', entries: tuple[str, ...] = RESUME_ENTRIES) -> dict:
+    """The dict a checkpoint file holds (``save_checkpoint``), its tensors on ``map_location``, with ``entries``.
+
+    A file that cannot be read or lacks one of them (e.g. damaged by a crash outside ``save_checkpoint``'s atomic
+    write) is a ``UserError`` saying which file and what to do.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        missing = [k for k in entries if k not in ckpt]
+        if missing:
+            raise KeyError(f"missing entries {', '.join(missing)}")
+        return ckpt
+    except Exception as exc:  # any unreadable checkpoint gets the same advice
+        raise UserError(f"Checkpoint '{path}' cannot be loaded: '{path.name}' cannot be read ({type(exc).__name__}: "
+                        f"{exc}). Delete it: train.py then resumes from the previous checkpoint and evaluate.py "
+                        f"evaluates that one; or delete the run directory to start over.") from None
+
+
 def load_run_model(run: Path, config: dict, device, mode: ContextMode | None = None):
     """The model of ``run``'s last checkpoint, in eval mode, and its step (``mode``: as ``build_model``'s)."""
     found = checkpoints(run)
@@ -169,12 +202,12 @@ def load_run_model(run: Path, config: dict, device, mode: ContextMode | None = N
         raise UserError(f"Run '{run}' has no checkpoint (ckpt-*.pt). Train it first: "
                         f"'python train.py' with the same config, which resumes where it stopped.")
     step, path = found[-1]
+    ckpt = load_checkpoint(path, map_location=device, entries=('model',))
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
         model = build_model(config, mode).to(device)
         model.load_state_dict(ckpt['model'])
-    except (RuntimeError, KeyError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+    except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"Checkpoint '{path}' cannot be loaded with the run's config.yaml ({first}). It is damaged "
-                        f"or does not fit the config; retrain the run, or restore its config.yaml.") from None
+        raise UserError(f"Checkpoint '{path}' cannot be loaded with the run's config.yaml ({first}). It does not fit "
+                        f"the config: retrain the run, or restore its config.yaml.") from None
     return model.eval(), step

@@ -17,8 +17,8 @@ from tests.helpers import COMPRESSED, TINY_COMPRESSED, TINY_STANDARD, assert_use
 from compressed_ad.config_schema import MEMORY_MODEL_CONFIG, RESUMABLE_KEYS, RUN_KEYS, SCHEMA, Config, load_config
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.history_file import dataset_path, expected_markers
-from compressed_ad.run_files import (TRAIN_SUMMARY, eval_output_dir, eval_setting, own_eval_setting, save_checkpoint,
-                                     write_run_config)
+from compressed_ad.run_files import (TRAIN_SUMMARY, check_run_dir, eval_output_dir, eval_setting, own_eval_setting,
+                                     save_checkpoint, write_run_config)
 from compressed_ad.synthetic_histories import write_synthetic_file
 from compressed_ad.utils import UserError, pick_device
 
@@ -332,7 +332,6 @@ def test_an_evaluation_on_another_kind_of_device_than_the_training_one_is_kept_a
 
 def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
     import evaluate
-    import train
     config = load_config(overrides=TINY_STANDARD)
     run = tmp_path / 'run'
     run.mkdir()
@@ -369,7 +368,7 @@ def test_evaluate_refuses_exactly_the_keys_a_resume_refuses(tmp_path):
             assert f"'{key}' is fixed by the trained run" in str(exc), exc
             eval_refuses = True
         try:
-            train.check_run_dir(run, Config(config, **{key: value}))
+            check_run_dir(run, Config(config, **{key: value}))  # what train.py checks before it resumes
             resume_refuses = False
         except UserError as exc:
             assert 'different config' in str(exc) and key in str(exc), exc

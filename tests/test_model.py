@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from compressed_ad.build import build_model
+from compressed_ad.build import build_model, training_state
 from compressed_ad.config_schema import load_config
 from compressed_ad.dataset import WindowSampler
 from compressed_ad.model.layout import (CLOSE, IGNORE, OPEN, TRANSITION, WRITE, compressed_window, next_type_targets,
@@ -320,8 +320,7 @@ def test_a_memory_training_step_writes_nothing_through_index_put():
     config = tiny_config(True, 'context_mode=memory', 'memory_tokens=2', 'memory_unroll=2', 'train_batch_size=16',
                          'test_batch_size=8')
     sampler, _ = sampler_for(config)
-    torch.manual_seed(0)
-    step = training_step_fn(build_model(config), sampler, config, torch.device('cpu'))
+    step = training_step_fn(training_state(config, sampler, torch.device('cpu')))  # the model seeded from seed 0
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()

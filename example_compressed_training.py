@@ -3,12 +3,14 @@
     python example_compressed_training.py --mode all            # full scale (use a GPU for training)
     python example_compressed_training.py --mode all --quick    # tiny smoke test, a few minutes on 2 CPU cores
     python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2   # the CPU protocol
-    python example_compressed_training.py --mode all --cpu --modes standard,compressed,memory --seeds 0,1
+    python example_compressed_training.py --mode all --cpu --context-modes standard,compressed,memory --seeds 0,1
     python example_compressed_training.py --mode all --cpu --seeds 0,1 --splits 0,1,2 --jobs 2   # 2 runs at a time
     python example_compressed_training.py --mode train runs_dir=/tmp/runs
     RAY_ADDRESS=HEAD:6379 python example_compressed_training.py --mode all --cpu --seeds 0,1 --ray   # on a cluster
 
-Each stage runs the project's own scripts (collect.py, train.py, evaluate.py) as a user would, once per
+``--mode`` chooses the stages; ``--context-modes`` the context modes they train and compare (``--modes``, its
+earlier spelling, still works and says so). Each stage runs the project's own scripts (collect.py, train.py,
+evaluate.py) as a user would, once per
 training seed (``--seeds``, the ``seed`` key) and goal split (``--splits``, ``env_split_seed``); an existing
 dataset, a finished run and an evaluation with the wanted settings are reused rather than recomputed. ``--jobs N``
 trains (and then evaluates) N runs at a time, each with 1/N of the CPU threads and its output in
@@ -141,19 +143,19 @@ class Plan:
         self.equal_context = EQUAL_CONTEXT.format(n=compressed['n_transit'])
         self.variants = {self.equal_context: 'standard', COMPUTE_MATCHED: 'compressed', MEMORY_RANDOM_START: 'memory'}
         self.matched_to = args.compute_matched or 'standard'
-        self.modes = list(args.modes or DEFAULT_MODES)
+        self.modes = list(args.context_modes or DEFAULT_MODES)
         if args.compute_matched:
             self.modes += [m for m in (self.matched_to, 'compressed', COMPUTE_MATCHED) if m not in self.modes]
         unknown = [m for m in self.modes if m not in MODES and m not in self.variants]
         if unknown or not self.modes:
-            raise ConfigError(f"--modes {','.join(self.modes)}: choose among {', '.join(self.all_modes())} (e.g. "
-                              f"--modes standard,compressed,memory).")
+            raise ConfigError(f"--context-modes {','.join(self.modes)}: choose among {', '.join(self.all_modes())} "
+                              f"(e.g. --context-modes standard,compressed,memory).")
         if self.matched_to not in MODES or self.matched_to == 'compressed':
             raise ConfigError(f"--compute-matched {self.matched_to}: name the mode whose training wall time compressed "
                               f"AD is given, among {', '.join(m for m in MODES if m != 'compressed')}.")
         if COMPUTE_MATCHED in self.modes and not {self.matched_to, 'compressed'} <= set(self.modes):
-            raise ConfigError(f"--modes {COMPUTE_MATCHED} needs {self.matched_to} and compressed too: its step budget "
-                              f"is {self.matched_to}'s, scaled by their speed ratio (or pass --compute-matched "
+            raise ConfigError(f"--context-modes {COMPUTE_MATCHED} needs {self.matched_to} and compressed too: its step "
+                              f"budget is {self.matched_to}'s, scaled by their speed ratio (or pass --compute-matched "
                               f"{self.matched_to}).")
         self.seeds = args.seeds if args.seeds is not None else [base['seed']]
         self.splits = args.splits if args.splits is not None else [base['env_split_seed']]
@@ -319,7 +321,7 @@ def evaluated_runs(plan: Plan) -> dict[str, list[tuple[int, int, Path, Path]]]:
 def command_line(plan: Plan) -> str:
     """The example's command that reproduces this comparison."""
     return ' '.join(['python example_compressed_training.py --mode all', *plan.flags,
-                     *(['--modes', ','.join(plan.modes)] if plan.modes != list(DEFAULT_MODES) else []),
+                     *(['--context-modes', ','.join(plan.modes)] if plan.modes != list(DEFAULT_MODES) else []),
                      *(['--seeds', ','.join(map(str, plan.seeds))] if len(plan.seeds) > 1 else []),
                      *(['--splits', ','.join(map(str, plan.splits))] if len(plan.splits) > 1 else []), *plan.user])
 
@@ -350,6 +352,24 @@ def compare(plan: Plan, timings: dict) -> None:
     print(f"Wrote {runs_dir / 'comparison.md'}, comparison.json and {figure}")
 
 
+def mode_list(text: str) -> list[str]:
+    """'standard,compressed' -> ['standard', 'compressed']."""
+    return [m for m in text.split(',') if m]
+
+
+class EarlierSpelling(argparse.Action):
+    """An option's earlier name: it does what the option now named ``new`` does, and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is the earlier spelling of {self.new} (the context modes; --mode chooses the "
+              f"stages); it still works, as {self.new}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def int_list(text: str) -> list[int]:
     """'0,1,2' -> [0, 1, 2]."""
     try:
@@ -361,10 +381,12 @@ def int_list(text: str) -> list[int]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--mode', choices=['collect', 'train', 'eval', 'all'], default='all')
-    parser.add_argument('--modes', type=lambda text: [m for m in text.split(',') if m], metavar='MODE,MODE,...',
-                        help=f"modes to train and compare, among {', '.join(MODES)} and the variants "
+    parser.add_argument('--context-modes', type=mode_list, metavar='MODE,MODE,...',
+                        help=f"context modes to train and compare, among {', '.join(MODES)} and the variants "
                              f"{EQUAL_CONTEXT.format(n='N')} (standard AD with compressed AD's context of N), "
                              f"{COMPUTE_MATCHED} and {MEMORY_RANDOM_START} (default: standard,compressed)")
+    parser.add_argument('--modes', dest='context_modes', type=mode_list, metavar='MODE,MODE,...',
+                        action=EarlierSpelling, new='--context-modes', help='the earlier spelling of --context-modes')
     parser.add_argument('--compute-matched', nargs='?', const='standard', metavar='MODE',
                         help=f"also train and compare {COMPUTE_MATCHED}: compressed AD for MODE's training wall time "
                              f"(default standard; MODE's train_timesteps x compressed/MODE steps/s, measured side by "

@@ -58,8 +58,10 @@ MODES = model_configs()  # {mode name: model config file}
 FULL_RUN_STEPS = 50_000
 # Dark Key-to-Door's protocol: standard AD's context (the sliding mode, whose rolling-cache evaluation is what makes
 # 200 episodes affordable) against compressed AD, 2 training seeds x 3 task splits each
-KEYTODOOR = ['--env', 'darkkeytodoor', '--modes', 'sliding,compressed', '--seeds', '0,1', '--splits', '0,1,2']
-KEYTODOOR_QUICK = ['--env', 'darkkeytodoor', '--modes', 'sliding,compressed', '--seeds', '0', '--splits', '0,1']
+KEYTODOOR = ['--env', 'darkkeytodoor', '--context-modes', 'sliding,compressed', '--seeds', '0,1',
+             '--splits', '0,1,2']
+KEYTODOOR_QUICK = ['--env', 'darkkeytodoor', '--context-modes', 'sliding,compressed', '--seeds', '0',
+                   '--splits', '0,1']
 # the scale that reached 1.84 of 2 over the last 10% of 200 episodes in one sliding run on 2 CPU cores (RESULTS.md):
 # --cpu on Key-to-Door, the --cpu model trained for 18,000 steps (config/env/darkkeytodoor/cpu.yaml)
 KEYTODOOR_SCALE = ['--cpu']
@@ -212,7 +214,7 @@ def run_dark_room(args, stages: Stages, out: Path, work: Path, paths: list[str])
                                             *eval_overrides(sizes)])
         save()
     # the runs' own schedule: the example refuses a finished run trained with another config than the one asked for
-    if stages.run('compare', ['example_compressed_training.py', '--mode', 'eval', '--modes', ','.join(MODES),
+    if stages.run('compare', ['example_compressed_training.py', '--mode', 'eval', '--context-modes', ','.join(MODES),
                               *preset, *sizes, *schedule]):
         shutil.copy(work / 'runs' / 'comparison.md', out / 'comparison.md')
     save()

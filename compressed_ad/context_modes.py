@@ -32,7 +32,8 @@ MODES: dict[str, ContextMode] = {}
 
 
 def register(mode: ContextMode) -> ContextMode:
-    """Make ``mode`` known by its name (``context_mode: NAME``, ``--modes``, ``model_configs()``)."""
+    """Make ``mode`` known by its name (``context_mode: NAME``, the example's ``--context-modes``,
+    ``model_configs()``)."""
     MODES[mode.name] = mode
     return mode
 

@@ -2,6 +2,7 @@
 import argparse
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -104,12 +105,39 @@ def test_a_failed_parallel_step_names_its_log_and_leaves_no_comparison(tmp_path,
     config = load_config(presets=['quick'], overrides=overrides)
     write_synthetic_file(dataset_path(config), config)
     # the sliding mode's windows (240 + 80 transitions) do not fit these 240-step histories: its run fails
-    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--modes', 'standard,sliding',
-                      '--jobs', '2', *overrides)
+    proc = run_script('example_compressed_training.py', '--mode', 'all', '--quick', '--context-modes',
+                      'standard,sliding', '--jobs', '2', *overrides)
     assert_user_error(proc, '1 step(s) failed', 'train sliding AD', 'train_sliding_seed0_split0.log')
     assert 'longer than the histories' in (tmp_path / 'runs' / 'logs' / 'train_sliding_seed0_split0.log').read_text()
     assert (tmp_path / 'runs' / 'AD-darkroom-seed0' / 'ckpt-4.pt').exists()  # the other run finished
     assert not (tmp_path / 'runs' / 'comparison.md').exists()
+
+
+def example_in_process(monkeypatch, capsys, *argv):
+    """Run the example's main in this process; returns its (stdout, stderr)."""
+    import example_compressed_training as example
+    monkeypatch.setattr(sys, 'argv', ['example_compressed_training.py', *map(str, argv)])
+    assert example.main() == 0
+    return capsys.readouterr()
+
+
+def test_the_context_modes_flag_and_its_earlier_spelling_choose_the_same_runs(workdir, monkeypatch, capsys):
+    new = example_in_process(monkeypatch, capsys, '--quick', '--context-modes', 'standard,sliding', '--print-config',
+                             *workdir)
+    old = example_in_process(monkeypatch, capsys, '--quick', '--modes', 'standard,sliding', '--print-config',
+                             *workdir)
+    assert '# standard AD, seed 0, split 0' in new.out and '# sliding AD, seed 0, split 0' in new.out
+    assert '# compressed AD' not in new.out and old.out == new.out
+    assert 'note: --modes is the earlier spelling of --context-modes' in old.err and 'earlier spelling' not in new.err
+
+
+def test_stages_and_context_modes_are_told_apart(workdir, monkeypatch, capsys):
+    import example_compressed_training as example
+    monkeypatch.setattr(sys, 'argv', ['example_compressed_training.py', '--mode', 'standard,compressed'])
+    with pytest.raises(SystemExit) as refused:  # --mode chooses the stages: context modes there are refused
+        example.main()
+    assert refused.value.code == 2
+    assert "argument --mode: invalid choice: 'standard,compressed'" in capsys.readouterr().err
 
 
 def test_the_compute_matched_row_needs_its_baselines(workdir):
@@ -122,7 +150,7 @@ def test_the_compute_matched_row_needs_its_baselines(workdir):
 def test_the_compute_matched_budget_is_the_baseline_s_steps_times_the_benchmark_s_ratio(tmp_path, workdir):
     import example_compressed_training as example
     args = argparse.Namespace(overrides=[*workdir, 'train_timesteps=20'], env='darkroom', quick=True, cpu=False,
-                              modes=None, compute_matched='sliding', seeds=None, splits=None)
+                              context_modes=None, compute_matched='sliding', seeds=None, splits=None)
     plan = example.Plan(args)
     with pytest.raises(UserError, match='not measured yet'):
         plan.matched_steps()

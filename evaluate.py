@@ -4,10 +4,10 @@
     python evaluate.py runs/AD-darkroom-compressed-seed0 runs/AD-darkroom-seed0
     python evaluate.py RUN_DIR --greedy eval_episodes=100 eval_compress_trigger=model
 
-Every test goal x ``eval_streams_per_goal`` rollouts run as one batch on one device (CUDA when present, unless
+Every held-out task x ``eval_streams_per_goal`` rollouts run as one batch on one device (CUDA when present, unless
 ``device=...`` is given) for ``eval_episodes`` episodes. With the run's own evaluation settings (those in its
-config.yaml, actions sampled) the results go into the run directory: eval_result.npy (n_goals * streams,
-episodes) goal-major episode returns, eval_summary.json, in_context_curve.png and eval/return_mean in
+config.yaml, actions sampled) the results go into the run directory: eval_result.npy (n_tasks * streams,
+episodes) task-major episode returns, eval_summary.json, in_context_curve.png and eval/return_mean in
 TensorBoard; the run's own setting also means the kind of device the run was trained on (train_summary.json).
 Any other setting (--greedy, eval_* or device overrides) writes the same files into a sub-directory named after
 the setting, e.g. RUN_DIR/eval-greedy-100ep-16x-seed0-cpu/, so results of different settings never mix. Keys the
@@ -101,13 +101,13 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     mode = mode_of(config)  # resolved once: the run's mode (its config.yaml)
     model, step = load_run_model(run, config, device, mode)
     _, test_idx = task_split(config)
-    goals = tasks_of(config, test_idx)  # (G, task_dim): the held-out goals (tasks)
+    tasks = tasks_of(config, test_idx)  # (G, task_dim): the held-out tasks (Dark Room: goals)
     S, E = config['eval_streams_per_goal'], config['eval_episodes']
     setting = eval_setting(config, args.greedy, device, mode)
     out = eval_output_dir(run, setting)
-    print(f"Evaluating '{run}' (checkpoint step {step}, {mode.name} AD) on {len(goals)} held-out tasks x {S} "
+    print(f"Evaluating '{run}' (checkpoint step {step}, {mode.name} AD) on {len(tasks)} held-out tasks x {S} "
           f"rollouts x {E} episodes on {device}" + (', greedy' if args.greedy else ''))
-    rollout = rollout_on_tasks(model, config, goals, S, device, greedy=args.greedy)  # goal-major (G * S) rows
+    rollout = rollout_on_tasks(model, config, tasks, S, device, greedy=args.greedy)  # task-major (G * S) rows
     bar = tqdm(total=E, desc='episodes', unit='ep', mininterval=1.0)
     running = []
 
@@ -121,20 +121,20 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
     try:
         returns = rollout.run(E, on_episode).cpu().numpy()  # (G * S, E)
     except torch.cuda.OutOfMemoryError:
-        raise UserError(f"CUDA ran out of memory with {len(goals)} tasks x eval_streams_per_goal={S} rollouts. "
+        raise UserError(f"CUDA ran out of memory with {len(tasks)} tasks x eval_streams_per_goal={S} rollouts. "
                         f"Lower it, e.g. 'python evaluate.py {run} eval_streams_per_goal={max(1, S // 2)}'.") from None
     seconds = time.time() - start
     bar.close()
 
     oracle = oracle_returns(config, test_idx)
-    per_goal = returns.reshape(len(goals), S, E).mean((1, 2))
+    per_task = returns.reshape(len(tasks), S, E).mean((1, 2))
     summary = {
         'run': str(run), 'checkpoint_step': step, 'mode': mode.name, 'device': str(device), 'setting': setting,
         'greedy': args.greedy,
         'compress_trigger': config['eval_compress_trigger'] if mode.regions else None,
         'episodes': E, 'streams_per_goal': S, 'seconds': seconds,
-        'env': config['env'], 'goals': [[int(x) for x in g] for g in goals], 'env_indices': [int(i) for i in test_idx],
-        'mean_return_per_goal': [float(x) for x in per_goal], 'oracle_return_per_goal': oracle,
+        'env': config['env'], 'goals': [[int(x) for x in task] for task in tasks], 'env_indices': [int(i) for i in test_idx],
+        'mean_return_per_goal': [float(x) for x in per_task], 'oracle_return_per_goal': oracle,
         'mean_return': float(returns.mean()), 'std_return': float(returns.std()),
         'mean_return_last_10pct': float(last_tenth(returns).mean()),
         'oracle_mean': float(np.mean(oracle)),
@@ -149,10 +149,10 @@ def evaluate_run(run: Path, args, config: Config | None = None) -> dict:
                            summary['oracle_mean'], ppo, f'{run.name}: in-context learning on held-out tasks')
     write_eval_events(out, returns)
 
-    names = [env_spec(config).describe(g) for g in goals]
+    names = [env_spec(config).describe(task) for task in tasks]
     width = max(8, *map(len, names))
     print(f"{env_spec(config).noun[:-1]:>{width}} {'mean return':>12} {'oracle':>7}")  # 'goal' or 'task'
-    for name, r, o in zip(names, per_goal, oracle):
+    for name, r, o in zip(names, per_task, oracle):
         print(f"{name:>{width}} {r:12.2f} {o:7d}")
     print(f"{'all':>{width}} {summary['mean_return']:8.2f} ± {summary['std_return']:.2f} {summary['oracle_mean']:7.2f}"
           f"   ({E * config['horizon']} steps in {seconds:.1f} s; last 10% of episodes: "

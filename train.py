@@ -193,7 +193,7 @@ class Run:
         bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc_action']:.3f}")
 
     def log_test(self) -> None:
-        """The held-out goals' histories: test/* scalars."""
+        """The held-out tasks' histories: test/* scalars."""
         self.last_test = training.evaluate_batches(self.model, self.test_batches, self.config)
         for k, v in self.last_test.items():
             if k != 'loss':

@@ -83,15 +83,15 @@ from compressed_ad.utils import (PROJECT_ROOT, UserError, atomic_write_text, pea
 MODES = model_configs()  # {mode name: model config file}
 COMPARED = (('compressed', 'standard'), ('memory', 'compressed'), ('sliding', 'standard'),
             ('compressed', 'sliding'))  # (mode, against)
-# synthetic history sizes: (goals, streams per goal, regions per stream)
+# synthetic history sizes: (tasks, streams per task, regions per stream)
 DATA = (16, 8, 13)
 QUICK_DATA = (4, 4, 6)
 # --quick: a tiny model and short regions (applied on top of config/quick.yaml)
 QUICK_OVERRIDES = ['tf_n_embd=32', 'tf_n_layer=2', 'tf_n_head=2', 'tf_dim_feedforward=64', 'compress_interval=16']
 QUICK_N_TRANSIT = {'standard': 48, 'compressed': 32, 'memory': 32, 'sliding': 48}  # three / two regions, as in
 #                                                                                  the full configs
-EVAL_GOALS, EVAL_STREAMS = 8, 16
-COLLECT_GOALS = 2
+EVAL_TASKS, EVAL_STREAMS = 8, 16
+COLLECT_TASKS = 2
 DEFAULT_COUNTS = {'steps': (20, 3), 'warmup': (5, 1), 'eval_steps': (200, 20)}  # (full, --quick)
 
 
@@ -125,11 +125,11 @@ def row_specs(args) -> list[dict]:
 
 # ----------------------------------------------------------------------------- data
 def make_sampler(config, device, quick: bool) -> WindowSampler:
-    """Training windows from synthetic histories of training goals, resident on ``device``."""
-    n_goals, n_stream, n_regions = QUICK_DATA if quick else DATA
+    """Training windows from synthetic histories of training tasks, resident on ``device``."""
+    n_train_tasks, n_stream, n_regions = QUICK_DATA if quick else DATA
     train_idx, _ = task_split(config)
     region_len = config['compress_interval']
-    streams = synthetic_streams(config, tasks_of(config, train_idx[:n_goals]), n_stream, n_regions * region_len,
+    streams = synthetic_streams(config, tasks_of(config, train_idx[:n_train_tasks]), n_stream, n_regions * region_len,
                                 region_len)
     return WindowSampler(streams, config, device)
 
@@ -203,13 +203,13 @@ def eval_warmup_steps(config) -> int:
 
 
 def steady_rollout(model, config, device, compiled: bool = False) -> InContextRollout:
-    """A cached in-context rollout on EVAL_GOALS held-out goals (repeated when there are fewer) x EVAL_STREAMS, with
+    """A cached in-context rollout on EVAL_TASKS held-out tasks (repeated when there are fewer) x EVAL_STREAMS, with
     the fixed compression trigger, run until its context is in its steady state. ``compiled``: the compiled static
     rollout (``model.static_rollout``; on CUDA captured as CUDA graphs), run one step further, so that every kind of
     its step has compiled (standard mode's first slide comes right after the window has filled)."""
     _, test_idx = task_split(config)
-    goals = tasks_of(config, np.resize(test_idx, EVAL_GOALS))
-    rollout = rollout_on_tasks(model, config, goals, EVAL_STREAMS, device, compress_trigger='fixed', static=compiled,
+    tasks = tasks_of(config, np.resize(test_idx, EVAL_TASKS))
+    rollout = rollout_on_tasks(model, config, tasks, EVAL_STREAMS, device, compress_trigger='fixed', static=compiled,
                                compile=compiled)
     for _ in range(eval_warmup_steps(config) + compiled):
         rollout.step()
@@ -379,24 +379,24 @@ def format_ratios(rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- PPO collection
 def measure_collect(args) -> dict:
-    """Seconds per task of ``learn_task`` on one core (single torch thread), over COLLECT_GOALS tasks."""
+    """Seconds per task of ``learn_task`` on one core (single torch thread), over COLLECT_TASKS tasks."""
     from compressed_ad.algorithm.ppo import learn_task, rollouts_needed, set_single_thread
     config = load_config(presets=[p for p in args.presets if p == 'quick'], overrides=args.overrides)
     set_single_thread()
     train_idx, _ = task_split(config)
     seconds = []
-    for idx, task in zip(train_idx[:COLLECT_GOALS], tasks_of(config, train_idx[:COLLECT_GOALS])):
+    for idx, task in zip(train_idx[:COLLECT_TASKS], tasks_of(config, train_idx[:COLLECT_TASKS])):
         start = time.perf_counter()
         learn_task(task, config, seed=config['alg_seed'] + idx, tensorboard_log=None)
         seconds.append(time.perf_counter() - start)
-    per_goal = float(np.mean(seconds))
+    per_task = float(np.mean(seconds))
     transitions = rollouts_needed(config) * config['n_steps'] * config['n_stream']
     cores = config['n_process'] or os.cpu_count() or 1
-    return {'mode': 'ppo_collect', 'goals': COLLECT_GOALS, 'seconds': seconds, 'seconds_per_goal_per_core': per_goal,
-            'transitions_per_goal': transitions, 'env_steps_per_s_per_core': transitions / per_goal,
+    return {'mode': 'ppo_collect', 'goals': COLLECT_TASKS, 'seconds': seconds, 'seconds_per_goal_per_core': per_task,
+            'transitions_per_goal': transitions, 'env_steps_per_s_per_core': transitions / per_task,
             'n_stream': config['n_stream'], 'n_steps': config['n_steps'], 'ppo_n_epochs': config['ppo_n_epochs'],
             'ppo_batch_size': config['ppo_batch_size'], 'cores': cores,
-            'estimated_full_collect_s': per_goal * len(task_indices(config)) / cores,
+            'estimated_full_collect_s': per_task * len(task_indices(config)) / cores,
             'device': 'cpu', 'device_name': device_name(torch.device('cpu')), 'threads': 1, 'presets': args.presets,
             **provenance()}
 

@@ -7,7 +7,7 @@
 For each mode it prints, per training step and per rollout step, the wall time, the device (kernel) time and the
 number of kernel launches, then the operators with the most device time (or CPU time on a CPU). A step whose wall
 time is far above its kernel time is bound by the host (Python and launch overhead), not by the GPU.
-Sizes and data are the benchmark's (``bench.bench``): synthetic device-resident histories, 8 goals x 16 rollouts.
+Sizes and data are the benchmark's (``bench.bench``): synthetic device-resident histories, 8 tasks x 16 rollouts.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training windows: every stream of the chosen goals resident on the device, batches built by index arithmetic.
+"""Training windows: every stream of the chosen tasks resident on the device, batches built by index arithmetic.
 
 The history file itself (schema, checks, reading) is ``history_file.py``; which tokens a window holds is the
 context mode's window template (``context_modes.WindowTemplate``, one per mode in ``compressed_ad/modes/``), laid
@@ -20,7 +20,7 @@ from compressed_ad.utils import UserError
 class WindowSampler:
     """Training windows built on the device by index arithmetic (no DataLoader, no per-sample Python).
 
-    Holds every stream of the chosen goals as (N, T) token-field tensors. ``sample(B, generator)``
+    Holds every stream of the chosen tasks as (N, T) token-field tensors. ``sample(B, generator)``
     returns a batch dict of (B, L) tensors laid out by the context mode's window template: types, obs,
     prev_action, prev_reward, action targets (``IGNORE`` at markers) and, for modes with the token-type head,
     next-token-type targets. When a training sequence is K = ``unroll`` consecutive windows (memory mode:
@@ -178,14 +178,14 @@ class WindowSampler:
 
 
 def load_samplers(config: dict, device, mode: ContextMode | None = None) -> tuple[WindowSampler, WindowSampler, dict]:
-    """Check the dataset against ``config`` and load train / held-out goals as device-resident samplers (``mode``:
+    """Check the dataset against ``config`` and load train / held-out tasks as device-resident samplers (``mode``:
     the context mode, by default the one ``config`` selects)."""
     mode = mode or mode_of(config)
     path = dataset_path(config)
     train_idx, test_idx = task_split(config)
     with open_history(path) as f:
         info = check_dataset(f, config, train_idx + test_idx, mode.regions)
-        n_timesteps = training_steps(info['T'], config['train_source_timesteps'], info['n_steps'])
+        n_timesteps = training_steps(info['T'], config['train_source_timesteps'], info['region_len'])
         train = read_streams(f, train_idx, n_timesteps, config['train_n_stream'])
         test = read_streams(f, test_idx, n_timesteps)
     return (WindowSampler(train, config, device, str(path), mode), WindowSampler(test, config, device, str(path), mode),

@@ -14,8 +14,9 @@ File layout (shared with earlier AD code in this line, so its files load):
                  config (YAML text of the full collect config)
     group attrs: goal (the task: Dark Room (row, col), Key-to-Door (key row, key col, door row, door col)), env_idx
 
-The region rule: a region is exactly ``n_steps`` transitions of one stream, collected under one policy, so a
-correct stream's markers are MARK_OPEN, n_steps - 2 x MARK_NONE, MARK_CLOSE, repeated.
+The region rule: a region is exactly one PPO rollout, ``region_len`` = ``n_steps`` transitions of one stream,
+collected under one policy, so a correct stream's markers are MARK_OPEN, region_len - 2 x MARK_NONE, MARK_CLOSE,
+repeated.
 """
 from __future__ import annotations
 
@@ -42,15 +43,15 @@ def dataset_path(config: dict) -> Path:
 
 
 # ----------------------------------------------------------------------------- the region rule
-def expected_markers(T: int, n_steps: int) -> np.ndarray:
-    """The markers of a correct stream of length T: (T,) MARK_OPEN every n_steps, MARK_CLOSE just before the next."""
-    t = np.arange(T) % n_steps
-    return np.where(t == 0, MARK_OPEN, np.where(t == n_steps - 1, MARK_CLOSE, MARK_NONE)).astype(np.int32)
+def expected_markers(T: int, region_len: int) -> np.ndarray:
+    """The markers of a correct stream of length T: (T,) MARK_OPEN every region_len, MARK_CLOSE just before the next."""
+    t = np.arange(T) % region_len
+    return np.where(t == 0, MARK_OPEN, np.where(t == region_len - 1, MARK_CLOSE, MARK_NONE)).astype(np.int32)
 
 
-def marker_problems(markers: np.ndarray, n_steps: int) -> np.ndarray:
+def marker_problems(markers: np.ndarray, region_len: int) -> np.ndarray:
     """Misplaced or missing markers in stream-major (S, T): rows (stream, step, expected, found), by stream, step."""
-    expected = expected_markers(markers.shape[1], n_steps)
+    expected = expected_markers(markers.shape[1], region_len)
     stream, t = np.nonzero(markers != expected)
     return np.stack([stream, t, expected[t], markers[stream, t]], axis=1)
 
@@ -67,7 +68,7 @@ def find_regions(markers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return stream[i], t[i], t[i + 1]
 
 
-def infer_n_steps(markers: np.ndarray) -> int | None:
+def infer_region_len(markers: np.ndarray) -> int | None:
     """The most common spacing of one stream's MARK_OPEN markers, (T,) -> int (None with fewer than two)."""
     opens = np.flatnonzero(markers == MARK_OPEN)
     if len(opens) < 2:
@@ -76,40 +77,41 @@ def infer_n_steps(markers: np.ndarray) -> int | None:
 
 
 def region_length(f: h5py.File) -> tuple[int | None, str]:
-    """(n_steps, where it came from): the file's stored config, else the marker spacing of its first stream."""
+    """(region_len, where it came from): the file's stored config (its PPO ``n_steps``), else the marker spacing of
+    its first stream."""
     stored = file_config(f).get('n_steps')
     if stored:
         return int(stored), "the file's stored config"
     groups = env_groups(f)
     if groups and 'compress_markers' in f[str(groups[0])]:
-        inferred = infer_n_steps(f[str(groups[0])]['compress_markers'][:, 0])
+        inferred = infer_region_len(f[str(groups[0])]['compress_markers'][:, 0])
         if inferred:
             return inferred, f'the spacing of the <compress> markers of env {groups[0]} stream 0'
     return None, 'nowhere (the file stores no config and its markers give no spacing)'
 
 
-def training_steps(T: int, train_source_timesteps: int, n_steps: int | None) -> int:
+def training_steps(T: int, train_source_timesteps: int, region_len: int | None) -> int:
     """How many steps of each stream every context mode trains and tests on: the whole PPO rollouts (regions)
     that cover ``train_source_timesteps``, within the file's T steps.
 
     One number for every mode, so no mode learns from transitions the others never see: standard windows could
     use any step, but compressed windows need whole regions, and a partial last rollout would be standard's
-    alone. ``n_steps`` None (an old file with neither a stored config nor markers): ``min(T,
+    alone. ``region_len`` None (an old file with neither a stored config nor markers): ``min(T,
     train_source_timesteps)``, there being no region to align to.
     """
-    if not n_steps:
+    if not region_len:
         return min(T, train_source_timesteps)
-    wanted = -(-train_source_timesteps // n_steps) * n_steps  # collect.py writes whole rollouts covering it
+    wanted = -(-train_source_timesteps // region_len) * region_len  # collect.py writes whole rollouts covering it
     usable = min(T, wanted)
-    return usable - usable % n_steps
+    return usable - usable % region_len
 
 
-def check_markers(markers: np.ndarray, n_steps: int, path: str) -> None:
-    """Stream-major markers (N, T) with T a multiple of ``n_steps``: every region must be whole and aligned."""
-    bad = marker_problems(markers, n_steps)
+def check_markers(markers: np.ndarray, region_len: int, path: str) -> None:
+    """Stream-major markers (N, T) with T a multiple of ``region_len``: every region must be whole and aligned."""
+    bad = marker_problems(markers, region_len)
     if len(bad):
         stream, t = bad[0, :2]
-        raise UserError(f"Dataset '{path}': compression markers are not on {n_steps}-step rollout boundaries "
+        raise UserError(f"Dataset '{path}': compression markers are not on {region_len}-step rollout boundaries "
                         f"(first mismatch in stream {stream} at step {t}). Run 'python collect.py --force'.")
 
 
@@ -280,15 +282,15 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
         raise UserError(f"Dataset '{path}' holds positions up to {max_coord}, outside a grid of size "
                         f"{config['grid_size']}. Use a matching grid_size or collect again.")
     T = first['actions'].shape[0]
-    info = {'T': T, 'n_stream': first['actions'].shape[1], 'n_steps': region_length(f)[0]}
+    info = {'T': T, 'n_stream': first['actions'].shape[1], 'region_len': region_length(f)[0]}
     if compressed:
         if any('compress_markers' not in f[str(i)] for i in env_indices):
             raise no_markers_error(path, 'compressed mode needs them (standard mode still trains on this file)')
-        n_steps = info['n_steps'] = info['n_steps'] or T
-        if config['compress_interval'] != n_steps:
+        region_len = info['region_len'] = info['region_len'] or T
+        if config['compress_interval'] != region_len:
             raise UserError(f"compress_interval={config['compress_interval']} but the dataset's PPO n_steps is "
-                            f"{n_steps}: regions would not match the rollouts. Set compress_interval={n_steps} "
-                            f"(e.g. 'python train.py compress_interval={n_steps}') or collect with n_steps="
+                            f"{region_len}: regions would not match the rollouts. Set compress_interval={region_len} "
+                            f"(e.g. 'python train.py compress_interval={region_len}') or collect with n_steps="
                             f"{config['compress_interval']}.")
     return info
 

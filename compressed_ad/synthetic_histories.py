@@ -2,7 +2,7 @@
 
 A scripted learner walks towards its task's next waypoint (the goal; or the key, then the door) with a
 probability that grows over the stream, and acts at random otherwise; all streams are stepped at once with the
-environment's own dynamics, and markers open and close a region every ``n_steps`` transitions, as the PPO
+environment's own dynamics, and markers open and close a region every ``region_len`` transitions, as the PPO
 collector writes them.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from compressed_ad.env import MOVES, env_spec, task_indices, tasks_of
 from compressed_ad.history_file import HistoryWriter, expected_markers
 
 
-def synthetic_streams(config: dict, tasks: np.ndarray, n_stream: int, T: int, n_steps: int,
+def synthetic_streams(config: dict, tasks: np.ndarray, n_stream: int, T: int, region_len: int,
                       seed: int = 0) -> dict[str, np.ndarray]:
     """Stream-major histories (N = tasks * n_stream, T, ...) of ``n_stream`` streams per task (tasks (G, task_dim))."""
     spec, grid_size, horizon = env_spec(config), config['grid_size'], config['horizon']
@@ -40,12 +40,13 @@ def synthetic_streams(config: dict, tasks: np.ndarray, n_stream: int, T: int, n_
             state = start.copy()
     dones = np.tile((np.arange(T) + 1) % horizon == 0, (N, 1))
     return {'states': states, 'actions': actions, 'rewards': rewards, 'next_states': next_states, 'dones': dones,
-            'compress_markers': np.tile(expected_markers(T, n_steps), (N, 1))}
+            'compress_markers': np.tile(expected_markers(T, region_len), (N, 1))}
 
 
-def synthetic_history(config: dict, task, n_stream: int, T: int, n_steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_history(config: dict, task, n_stream: int, T: int, region_len: int,
+                      seed: int = 0) -> dict[str, np.ndarray]:
     """One task's history in the file's time-major layout (T, n_stream, ...)."""
-    streams = synthetic_streams(config, np.asarray([task]), n_stream, T, n_steps, seed)
+    streams = synthetic_streams(config, np.asarray([task]), n_stream, T, region_len, seed)
     return {k: np.swapaxes(v, 0, 1) for k, v in streams.items()}
 
 

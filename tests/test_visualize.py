@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from compressed_ad.config_schema import load_config
-from compressed_ad.history_file import dataset_path, expected_markers, find_regions, infer_n_steps, marker_problems
+from compressed_ad.history_file import dataset_path, expected_markers, find_regions, infer_region_len, marker_problems
 from compressed_ad.synthetic_histories import write_synthetic_file
 from tests.helpers import TINY_STANDARD, assert_user_error, run_script
 
@@ -25,7 +25,7 @@ def test_marker_arithmetic():
     assert list(m[0, :9]) == [1, 0, 0, 0, 0, 0, 0, 2, 1]
     stream, start, end = find_regions(m)
     assert list(stream) == [0, 0, 0, 1, 1, 1] and list(start) == [0, 8, 16] * 2 and set(end - start) == {7}
-    assert infer_n_steps(m[0]) == 8 and marker_problems(m, 8).shape == (0, 4)
+    assert infer_region_len(m[0]) == 8 and marker_problems(m, 8).shape == (0, 4)
     m[1, 10] = 2  # a stray </compress> splits region 1 of stream 1: regions 0..7 and 8..10, then 15 is unpaired
     assert marker_problems(m, 8).tolist() == [[1, 10, 0, 2]]
     stream, start, end = find_regions(m)

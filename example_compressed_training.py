@@ -193,17 +193,22 @@ class Plan:
     def speed_file(self) -> Path:
         return Path(self.base['runs_dir']) / COMPUTE_MATCHED / SPEED_FILE
 
+    def forwarded_overrides(self) -> list[str]:
+        """The user's overrides that change the training step's speed, so the benchmark measures with them too."""
+        return [o for o in self.user if o.split('=', 1)[0] in ('device', 'compile', 'bf16') or
+                o.split('=', 1)[0].startswith('tf_')]
+
     def speed_command(self) -> list[str]:
-        """The benchmark that measures the two modes' training steps side by side, at this invocation's setting."""
+        """The benchmark that measures the two modes' training steps side by side, at this invocation's setting
+        (``--full`` when no preset is chosen: on a CPU the benchmark would otherwise pick the --cpu setting). At
+        --quick the benchmark times its own smoke sizes, so a --quick budget exercises the path and measures nothing."""
         return ['-m', 'bench.bench', '--modes', f'{self.matched_to},compressed', '--env', self.env,
-                *preset_flags(self.presets), '--steps', '40', '--warmup', '10', '--eval-steps', '1',
-                '--json', str(self.speed_file()),
-                *[o for o in self.user if o.split('=', 1)[0] in ('device', 'compile', 'bf16') or
-                  o.split('=', 1)[0].startswith('tf_')]]
+                *(preset_flags(self.presets) or ['--full']), '--steps', '40', '--warmup', '10', '--eval-steps', '1',
+                '--json', str(self.speed_file()), *self.forwarded_overrides()]
 
     def speed_ratio(self) -> float:
         """Compressed AD's training steps/s over ``matched_to``'s, from ``speed_file`` (the mean over its rows of
-        each mode at the mode's own batch size)."""
+        each mode at the mode's own batch size). A file measured at another setting is refused."""
         if self._speed_ratio is None:
             rows = read_json(self.speed_file())
             if rows is None:
@@ -211,12 +216,21 @@ class Plan:
                                 f"speed ratio '{self.speed_file()}' is not measured yet: it is measured once the "
                                 f"{self.matched_to} and compressed runs are trained (--mode train or all, with the "
                                 f"same options).")
+            setting = {'env': self.env, 'presets': self.presets, 'overrides': self.forwarded_overrides()}
+            for row in rows:
+                measured = {'env': row.get('env', DEFAULT_ENV), 'presets': row.get('presets'),
+                            'overrides': row.get('overrides')}
+                if measured != setting:
+                    shown = ', '.join(f'{k} {measured[k]} (this invocation: {v})' for k, v in setting.items()
+                                      if measured[k] != v)
+                    raise UserError(f"'{self.speed_file()}' was measured at another setting ({shown}), so it cannot "
+                                    f"give the {COMPUTE_MATCHED} budget. Delete it to measure again.")
             speed = {}
             for mode in (self.matched_to, 'compressed'):
                 measured = [r['steps_per_s'] for r in rows if r['mode'] == mode and r['config'] == 'default']
-                if not measured or any(r.get('env', DEFAULT_ENV) != self.env for r in rows):
-                    raise UserError(f"'{self.speed_file()}' holds no {mode} row measured in {self.env}, so it cannot "
-                                    f"give the {COMPUTE_MATCHED} budget. Delete it to measure again.")
+                if not measured:
+                    raise UserError(f"'{self.speed_file()}' holds no {mode} row, so it cannot give the "
+                                    f"{COMPUTE_MATCHED} budget. Delete it to measure again.")
                 speed[mode] = float(np.mean(measured))
             self._speed_ratio = speed['compressed'] / speed[self.matched_to]
         return self._speed_ratio

@@ -157,12 +157,35 @@ def test_the_compute_matched_budget_is_the_baseline_s_steps_times_the_benchmark_
     # as bench.bench writes it; the mean of each mode's rows at its own batch counts, the equal-batch row does not
     speed = tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json'
     speed.parent.mkdir(parents=True)
-    speed.write_text(json.dumps([{'mode': m, 'config': c, 'steps_per_s': v, 'env': 'darkroom'} for m, c, v in (
-        ('sliding', 'default', 2.0), ('sliding', 'default', 2.2), ('compressed', 'default', 3.1),
-        ('compressed', 'default', 3.2), ('compressed', 'equal_batch', 9.0))]))
+    rows = [{'mode': m, 'config': c, 'steps_per_s': v, 'env': 'darkroom', 'presets': ['quick'], 'overrides': []}
+            for m, c, v in (('sliding', 'default', 2.0), ('sliding', 'default', 2.2), ('compressed', 'default', 3.1),
+                            ('compressed', 'default', 3.2), ('compressed', 'equal_batch', 9.0))]
+    speed.write_text(json.dumps(rows))
     assert plan.matched_steps() == 30  # 20 x (3.1 + 3.2) / (2.0 + 2.2)
     assert plan.config('compressed-matched', 0, 0)['train_timesteps'] == 30
     assert plan.mode_overrides('compressed-matched', 0, 0)[-1] == 'train_timesteps=30'
+    # a file measured at another setting than this invocation's cannot give its budget
+    for key, other in (('presets', ['cpu']), ('env', 'darkkeytodoor'), ('overrides', ['tf_n_embd=32'])):
+        speed.write_text(json.dumps([*rows[:-1], {**rows[-1], key: other}]))
+        with pytest.raises(UserError, match=f'another setting .*{key}.*Delete it to measure again'):
+            example.Plan(args).matched_steps()
+
+
+def test_the_benchmark_behind_the_compute_matched_budget_measures_the_invocation_s_setting(workdir):
+    import example_compressed_training as example
+
+    def speed_command(overrides: list[str], **presets) -> list[str]:
+        args = argparse.Namespace(overrides=[*workdir, *overrides], env='darkroom', context_modes=None,
+                                  compute_matched='standard', seeds=None, splits=None,
+                                  **{'quick': False, 'cpu': False, **presets})
+        return example.Plan(args).speed_command()
+
+    # at full scale bench.bench must be told so: on a CPU it would pick the --cpu setting by itself
+    assert '--full' in speed_command([]) and '--cpu' not in speed_command([])
+    assert '--cpu' in speed_command([], cpu=True) and '--full' not in speed_command([], cpu=True)
+    # the overrides that change the step's speed reach the benchmark; the schedule's and the paths' do not
+    command = speed_command(['tf_n_embd=32', 'compile=true', 'train_timesteps=20'], cpu=True)
+    assert 'tf_n_embd=32' in command and 'compile=true' in command and 'train_timesteps=20' not in command
 
 
 def test_example_reports_a_bad_override_before_any_work(tmp_path, workdir):

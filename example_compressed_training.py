@@ -418,6 +418,8 @@ def main():
                              'outputs in RUNS_DIR/logs/ (needs pip install -e ".[ray]")')
     add_config_args(parser)
     args = parse_args(parser)
+    if args.compute_matched and '=' in args.compute_matched:  # `--compute-matched KEY=VALUE`: the flag without MODE
+        args.overrides, args.compute_matched = [*args.overrides, args.compute_matched], 'standard'
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give the number of runs to train or evaluate at a time, 1 or more.")
     if args.ray and args.jobs > 1:

@@ -171,6 +171,21 @@ def test_the_compute_matched_budget_is_the_baseline_s_steps_times_the_benchmark_
             example.Plan(args).matched_steps()
 
 
+def test_compute_matched_followed_by_an_override_keeps_the_override(tmp_path, workdir):
+    # `--compute-matched runs_dir=...` once read the override as the mode to match
+    speed = tmp_path / 'runs' / 'compressed-matched' / 'speed_ratio.json'
+    speed.parent.mkdir(parents=True)
+    speed.write_text(json.dumps([{'mode': m, 'config': 'default', 'steps_per_s': v, 'env': 'darkroom',
+                                  'presets': ['quick'], 'overrides': []} for m, v in (('standard', 2.0),
+                                                                                       ('compressed', 3.0))]))
+    proc = run_script('example_compressed_training.py', '--quick', '--seeds', '0', '--splits', '0',
+                      '--compute-matched', *workdir, 'train_timesteps=20', '--print-config')
+    assert proc.returncode == 0, proc.stderr
+    matched = proc.stdout.split('# compressed-matched AD, seed 0, split 0')[1]
+    assert 'train_timesteps: 30 ' in matched  # standard's 20 steps x 3.0 / 2.0
+    assert str(tmp_path / 'runs' / 'compressed-matched') in matched
+
+
 def test_the_benchmark_behind_the_compute_matched_budget_measures_the_invocation_s_setting(workdir):
     import example_compressed_training as example
 

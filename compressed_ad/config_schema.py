@@ -160,6 +160,9 @@ SCHEMA: dict[str, tuple[type, Callable | None, str, str]] = {
     'eval_streams_per_goal': (_INT, _positive, 'a positive integer', EVAL),
     'eval_compress_trigger': (_STR, _one_of('fixed', 'model'), "'fixed' or 'model'", EVAL),
     'eval_seed': (_INT, None, 'an integer', EVAL),
+    # memory mode: the memory starts again from the model's initial memory at every N-th region close (0 = never),
+    # so an evaluation longer than the training streams hands a memory on no more often than training did
+    'eval_memory_reset': (_INT, _non_negative, '0 (never) or a positive integer', EVAL),
 }
 SCOPES: dict[str, str] = {key: entry[3] for key, entry in SCHEMA.items()}
 assert set(SCOPES.values()) <= {RUN, EVAL, IO}, SCOPES

@@ -141,8 +141,11 @@ def eval_setting(config: dict, greedy: bool, device=None, mode: ContextMode | No
     the one ``config`` selects."""
     setting = {'episodes': config['eval_episodes'], 'streams_per_goal': config['eval_streams_per_goal'],
                'seed': config['eval_seed'], 'greedy': greedy}
-    if (mode or mode_of(config)).regions:
+    mode = mode or mode_of(config)
+    if mode.regions:
         setting['compress_trigger'] = config['eval_compress_trigger']
+    if mode.memory and config['eval_memory_reset']:  # absent when 0, so the settings of earlier evaluations hold
+        setting['memory_reset'] = config['eval_memory_reset']
     setting['device'] = device_type(config['device'] if device is None else device)
     return setting
 
@@ -155,12 +158,13 @@ def own_eval_setting(run: str | os.PathLike) -> dict:
 
 def eval_output_dir(run: str | os.PathLike, setting: dict) -> Path:
     """Where an evaluation with ``setting`` writes: the run directory itself for the run's own setting
-    (``own_eval_setting``), else ``eval-{greedy|sampled}-{E}ep-{S}x-seed{seed}[-{trigger}]-{device}`` inside it."""
+    (``own_eval_setting``), else ``eval-{greedy|sampled}-{E}ep-{S}x-seed{seed}[-{trigger}][-reset{N}]-{device}`` inside it."""
     run = Path(run)
     if setting == own_eval_setting(run):
         return run
     tag = (f"{'greedy' if setting['greedy'] else 'sampled'}-{setting['episodes']}ep-{setting['streams_per_goal']}x-"
            f"seed{setting['seed']}" + (f"-{setting['compress_trigger']}" if 'compress_trigger' in setting else '')
+           + (f"-reset{setting['memory_reset']}" if 'memory_reset' in setting else '')
            + (f"-{setting['device']}" if 'device' in setting else ''))
     return run / f'eval-{tag}'
 

@@ -131,6 +131,7 @@ def test_every_key_has_exactly_one_scope():
     assert {'env', 'grid_size', 'horizon', 'n_tasks', 'task_seed', 'env_split_seed', 'train_env_ratio', 'alg_seed',
             'n_stream', 'n_steps', 'ppo_learning_rate', 'n_transit', 'compress_interval', 'memory_tokens', 'tf_n_embd',
             'lr', 'seed', 'train_batch_size', 'train_n_stream', 'test_batch_size', 'bf16'} <= RUN_KEYS
-    assert EVAL_KEYS == {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'device'}
+    assert EVAL_KEYS == {'eval_episodes', 'eval_streams_per_goal', 'eval_compress_trigger', 'eval_seed', 'eval_memory_reset',
+                         'device'}
     assert {'datasets_dir', 'runs_dir', 'figs_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
             'ckpt_interval', 'compile'} <= IO_KEYS

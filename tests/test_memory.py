@@ -21,7 +21,7 @@ from compressed_ad.model.rollout import InContextRollout
 from compressed_ad.model.training import TrainingBatches, train_step
 from compressed_ad.run_files import EVAL_RESULT, EVAL_SUMMARY, write_run_config
 from compressed_ad.synthetic_histories import synthetic_history, write_synthetic_file
-from compressed_ad.utils import UserError
+from compressed_ad.utils import ConfigError, UserError
 from tests.helpers import TINY_COMPRESSED, assert_user_error, run_script
 
 MEMORY_CONFIG = 'config/model/ad_dr_compressed_memory.yaml'
@@ -174,6 +174,43 @@ def test_a_training_row_carries_the_rollout_s_memory_through_as_many_regions_as_
 
 
 # ----------------------------------------------------------------------------- return by region
+def test_an_evaluation_resets_the_memory_to_its_initial_value_at_every_nth_region_close():
+    R = 8
+    goals = torch.tensor([[4, 2], [0, 5], [8, 8]])
+    plain, reset = (memory_config(f'compress_interval={R}', f'n_steps={R}', *extra)
+                    for extra in ([], ['eval_memory_reset=3']))
+    model = random_model(plain)
+    initial = model.initial_memory(len(goals)).detach().float()
+    carried, resetting = InContextRollout(model, plain, goals, seed=3), InContextRollout(model, reset, goals, seed=3)
+    for close in range(1, 8):
+        for _ in range(R):
+            _, _, plain_logits = carried.step()
+            _, _, reset_logits = resetting.step()
+        memory = resetting.context.memory
+        if close < 3:  # the same rollout until its first reset
+            assert torch.equal(reset_logits, plain_logits) and torch.equal(memory, carried.context.memory)
+        # the first close drops nothing yet, so the memory is still the initial one; at closes 3 and 6 it starts
+        # again; at the others it is what the write tokens wrote
+        assert torch.equal(memory, initial) == (close == 1 or close % 3 == 0), close
+    assert not torch.equal(reset_logits, plain_logits)
+
+
+def test_the_memory_reset_names_its_own_evaluation_and_means_nothing_without_a_memory(tmp_path):
+    from compressed_ad.run_files import eval_output_dir, eval_setting
+    memory = memory_config('eval_memory_reset=12')
+    assert eval_setting(memory, greedy=False, device='cpu')['memory_reset'] == 12
+    write_run_config(tmp_path, memory_config())  # a run trained on the CPU; its own evaluation never resets
+    assert eval_output_dir(tmp_path, eval_setting(memory, greedy=False, device='cpu')).name == \
+        'eval-sampled-3ep-2x-seed0-fixed-reset12-cpu'  # the tiny config's 3 episodes x 2 rollouts
+    # 0 (never) adds nothing, so evaluations made before the key existed keep their settings and directories
+    assert 'memory_reset' not in eval_setting(memory_config(), greedy=False, device='cpu')
+    compressed = load_config('config/model/ad_dr_compressed.yaml', overrides=['eval_memory_reset=12'])
+    assert eval_setting(compressed, greedy=False, device='cpu') == \
+        eval_setting(load_config('config/model/ad_dr_compressed.yaml'), greedy=False, device='cpu')
+    with pytest.raises(ConfigError, match="eval_memory_reset.*0 \\(never\\) or a positive integer"):
+        memory_config('eval_memory_reset=-1')
+
+
 def test_region_means_average_rollouts_and_each_region_s_episodes_and_leave_out_a_partial_region():
     returns = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 100],
                         [10, 10, 10, 10, 20, 20, 20, 20, 100]])  # 2 rollouts x 9 episodes, regions of 4 episodes

@@ -101,6 +101,20 @@ def test_the_static_step_run_eagerly_computes_the_reference_s_logits(mode, trigg
     assert set(static.step_functions) == CASES[mode, trigger]  # every kind of step ran
 
 
+@pytest.mark.parametrize('trigger', ['fixed', 'model'])
+def test_the_static_step_resets_the_memory_where_the_eager_rollout_does(trigger):
+    # eval_memory_reset counts each row's own closes, which the model trigger spreads apart
+    config, model = tiny_model('memory', trigger, 'eval_memory_reset=2')
+    steps = 15 * config['horizon']
+    eager = InContextRollout(model, config, GOALS, compress_trigger=trigger, seed=3)
+    actions, _, logits = play(eager, steps)
+    static = StaticRollout(model, config, GOALS, compress_trigger=trigger, seed=3)
+    static_actions, _, static_logits = play(static, steps)
+    assert torch.equal(static_actions, actions)
+    torch.testing.assert_close(static_logits, logits, rtol=1e-5, atol=1e-6)
+    assert torch.equal(static.context.closes, eager.context.closes) and eager.context.closes.min() >= 4
+
+
 def test_greedy_static_rollouts_take_the_reference_s_actions():
     config, model = tiny_model('compressed', 'model')
     steps = 5 * config['horizon']

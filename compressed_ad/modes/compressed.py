@@ -31,6 +31,9 @@ class RegionContext(RolloutContext):
             # becomes the memory at the next close (before the first close nothing has been dropped yet)
             self.memory = rollout.model.initial_memory(B).detach().clone().float()
             self.written = self.memory.clone()
+            self.initial = self.memory.clone()
+            self.reset_every = config['eval_memory_reset']  # 0: the memory is carried through every close
+            self.closes = torch.zeros(B, dtype=torch.long, device=device)  # region closes per row so far
         start = first_transition(self.m)  # [memory] <c>
         self.ctx_len = torch.full((B,), start, dtype=torch.long, device=device)
         self.filled = torch.zeros(B, dtype=torch.long, device=device)
@@ -68,6 +71,18 @@ class RegionContext(RolloutContext):
     def closed_region_lengths(self) -> list[torch.Tensor]:
         return [x.cpu() for x in self._closed]
 
+    def carried_memory(self, rows: torch.Tensor, written: torch.Tensor,
+                       closing: torch.Tensor | None = None) -> torch.Tensor:
+        """The memory (n, m, D) that ``rows`` (n,) carry past the region close now happening: what their write
+        tokens wrote (``written`` (n, m, D)), or the initial memory at every ``eval_memory_reset``-th close of a
+        row. ``closing`` (n,) bool: the rows that close (the static step passes every row, all of them counted only
+        where it is set)."""
+        if not self.reset_every:
+            return written
+        self.closes[rows] += 1 if closing is None else closing.long()
+        fresh = self.closes[rows] % self.reset_every == 0
+        return torch.where(fresh[:, None, None], self.initial[rows], written)
+
     def _prefill(self, rows: torch.Tensor, width: int):
         """Re-encode the first ``width`` context tokens of ``rows`` into the cache; returns what they wrote."""
         fields = [v[rows, :width] for v in self.r.ctx.values()]
@@ -88,7 +103,7 @@ class RegionContext(RolloutContext):
         ctx['types'][rows, close] = CLOSE
         if self.m:
             ctx['types'][rows[:, None], write[:, None] + torch.arange(self.m, device=device)] = WRITE
-            self.memory[rows] = self.written[rows]  # the dropped region now lives in the memory
+            self.memory[rows] = self.carried_memory(rows, self.written[rows])  # the dropped region lives on in it
         ctx['types'][rows, reopen] = OPEN
         self.ctx_len[rows] = region_prefix_len(n, self.m)
         return region_prefix_len(width, self.m)
@@ -168,7 +183,8 @@ class RegionContext(RolloutContext):
         for f in ctx:
             ctx[f].copy_(torch.where(closing[:, None], kept[f], ctx[f]))
         if self.m:
-            self.memory.copy_(torch.where(closing[:, None, None], self.written, self.memory))
+            carried = self.carried_memory(self.r.rows, self.written, closing)
+            self.memory.copy_(torch.where(closing[:, None, None], carried, self.memory))
         length = torch.where(closing, region_prefix_len(n, self.m), self.ctx_len)
         self.ctx_len.copy_(length)
         cache.length.copy_(length)

@@ -20,8 +20,7 @@ QUICK_LINE = "config.update(get_config('./config/model/ad_dr.yaml'))"
 # the quick setting, with PPO and training cut short and 20 of the 81 goals (18 to train on, 2 held out): this test
 # is about the workflow, `make demo` runs it in full
 SHORT = ['n_tasks=20', 'n_stream=4', 'ppo_batch_size=80', 'train_source_timesteps=320', 'train_timesteps=120',
-         'eval_interval=60',
-         'ckpt_interval=60']
+         'eval_interval=60', 'ckpt_interval=60']
 
 
 def test_quick_example_runs_everything_and_reuses_finished_work(tmp_path, workdir):

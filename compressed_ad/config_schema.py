@@ -252,10 +252,18 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return PROJECT_ROOT / p
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as messages and ``--print-config`` show it: relative to the project root when it lies inside."""
+    p = Path(path)
+    if p.is_absolute() and p.is_relative_to(PROJECT_ROOT):
+        return str(p.relative_to(PROJECT_ROOT))
+    return str(path)
+
+
 def get_config(path: str | os.PathLike, _seen: tuple = ()) -> Config:
     """Read one YAML config file (following ``include:``) and check every key in it."""
     file = resolve_path(path)
-    shown = str(path)
+    shown = shown_path(path)
     if not file.is_file():
         raise ConfigError(f"Config file '{shown}' does not exist. Use one of the files under config/ "
                           f"(for example {MODEL_CONFIG} or {COMPRESSED_MODEL_CONFIG}).")

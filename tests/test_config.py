@@ -135,3 +135,11 @@ def test_every_key_has_exactly_one_scope():
                          'device'}
     assert {'datasets_dir', 'runs_dir', 'figs_dir', 'ppo_log_dir', 'n_process', 'summary_interval',
             'ckpt_interval', 'compile'} <= IO_KEYS
+
+
+def test_print_config_names_included_files_as_the_project_s_paths():
+    # ad_dr_compressed.yaml includes ad_dr.yaml: its keys show where they came from as a user would type it
+    shown = config_schema.format_config(config_schema.load_config('config/model/ad_dr_compressed.yaml', presets=['cpu'],
+                                                                  env='darkkeytodoor'))
+    assert str(ROOT) not in shown
+    assert re.search(r'^tf_dropout: 0\.1 +# config/model/ad_dr\.yaml$', shown, re.M)

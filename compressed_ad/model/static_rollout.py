@@ -6,7 +6,7 @@ samples with ``torch.multinomial``. ``StaticRollout`` plays the same rollout thr
 (``context_modes.RolloutContext.static_*``), on the same buffers:
 
 * the KV cache and the token buffer keep their shapes and are written in place, at positions held on the device
-  (``KVCache.length``, the modes' per-row lengths);
+  (``KVCache.length``, the modes' per-row lengths), through ``KVCache``'s methods;
 * which kind of step runs is decided on the host from the step count alone (standard mode: filling or sliding;
   the fixed trigger: whether regions close); what differs between rows (the model trigger's closes) is a mask;
 * actions are sampled as ``torch.multinomial`` samples one per row, as the argmax of p / q with q ~ Exp(1) drawn
@@ -67,8 +67,8 @@ class StaticRollout(InContextRollout):
     def buffers(self) -> list[torch.Tensor]:
         """Every tensor a static step writes in place (they keep their storage for the whole rollout)."""
         context = [v for v in vars(self.context).values() if isinstance(v, torch.Tensor)]
-        return [*self.ctx.values(), self.cache.k, self.cache.v, self.cache.length, self.state, self.prev_action,
-                self.prev_reward, self.episode_t, *context]
+        return [*self.ctx.values(), *self.cache.buffers(), self.state, self.prev_action, self.prev_reward,
+                self.episode_t, *context]
 
     def _step_fn(self, kind: str):
         """The function that runs a step of ``kind``: ``static_step``, compiled once per kind with ``compile``."""

@@ -49,8 +49,11 @@ class ModelConfig:
 class KVCache:
     """Per-layer keys/values for a batch of contexts of different lengths.
 
-    k, v: (n_layer, B, H, C, hd) with C = ``cfg.cache_len``; ``length`` (B,) long: tokens each row has decoded
-    (its next position). With windowed attention (C = ``attn_window``) position p lives in slot p % C.
+    Buffers (on the device, written in place by the methods below and by nothing else): ``k``, ``v``
+    (n_layer, B, H, C, hd) with C = ``slots`` = ``cfg.cache_len``; ``length`` (B,) long: tokens each row has
+    decoded, i.e. the position of its next token (read it freely; it changes through ``advance`` and the prefix
+    writes). With windowed attention the cache is a ring (``ring``): position p lives in slot p % C. No method reads
+    a device value back to the host, so the static rollout's steps compile whole.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, device, dtype):
@@ -58,6 +61,66 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = torch.zeros(batch, dtype=torch.long, device=device)
+        self._ring = bool(cfg.attn_window)
+
+    @property
+    def slots(self) -> int:
+        """Slots per row and layer (C)."""
+        return self.k.shape[3]
+
+    @property
+    def ring(self) -> bool:
+        """Attention is windowed: position p lives in slot p % ``slots``, every slot visible once the ring is full."""
+        return self._ring
+
+    def buffers(self) -> list[torch.Tensor]:
+        """The tensors the cache writes in place (k, v, length), which keep their storage: for code that marks
+        them static (a captured CUDA graph)."""
+        return [self.k, self.v, self.length]
+
+    def write_token(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write one new token's keys and values per row, k and v (B, H, hd), into ``layer`` at each row's position
+        ``length`` (its slot in a ring). ``length`` moves on with ``advance``, once every layer is written."""
+        rows = torch.arange(self.length.shape[0], device=self.length.device)
+        slot = self.length % self.slots if self.ring else self.length
+        self.k[layer, rows, :, slot] = k.to(self.k.dtype)
+        self.v[layer, rows, :, slot] = v.to(self.v.dtype)
+
+    def layer_kv(self, layer: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``layer``, (B, H, C, hd) each, in ``dtype`` (the queries')."""
+        return self.k[layer].to(dtype), self.v[layer].to(dtype)
+
+    def visible(self) -> torch.Tensor:
+        """(B, C) bool: the slots the token at each row's position ``length`` attends to, itself included: the
+        positions decoded so far (and every slot once a ring is full)."""
+        return torch.arange(self.slots, device=self.length.device) <= self.length[:, None]
+
+    def advance(self) -> None:
+        """Every row has written one more token (``write_token`` in every layer)."""
+        self.length += 1
+
+    def write_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor,
+                     lengths: torch.Tensor) -> None:
+        """Prefill: the prefixes of ``rows`` (n,), encoded from position 0, replace their first P slots; ``kv``: per
+        layer (k, v), (n, H, P, hd) each (``ADTransformer.window``'s ``kv_out``). ``lengths`` (n,) become their
+        lengths (the valid part of each prefix: slots beyond it are never attended)."""
+        P = kv[0][0].shape[2]
+        for layer, (k, v) in enumerate(kv):
+            self.k[layer, rows, :, :P] = k.to(self.k.dtype)
+            self.v[layer, rows, :, :P] = v.to(self.v.dtype)
+        self.length[rows] = lengths
+
+    def write_prefix_where(self, mask: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]],
+                           lengths: torch.Tensor) -> None:
+        """``write_prefix`` for the rows ``mask`` (B,) bool selects, with every tensor keeping its shape (the
+        static rollout): ``kv`` per layer (k, v), (B, H, P, hd) each, and ``lengths`` (B,) hold a value for every
+        row; rows outside ``mask`` keep their slots and length."""
+        P = kv[0][0].shape[2]
+        keep = mask[:, None, None, None]
+        for layer, (k, v) in enumerate(kv):
+            self.k[layer, :, :, :P] = torch.where(keep, k.to(self.k.dtype), self.k[layer, :, :, :P])
+            self.v[layer, :, :, :P] = torch.where(keep, v.to(self.v.dtype), self.v[layer, :, :, :P])
+        self.length.copy_(torch.where(mask, lengths, self.length))
 
 
 def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,15 +209,9 @@ class SelfAttention(nn.Module):
     def decode(self, x, layer: int, cache: KVCache, rope=None):
         """One new token per row at position ``cache.length``. x (B, 1, D)."""
         q, k, v = self._project(x, rope)  # (B, H, 1, hd)
-        rows = torch.arange(x.shape[0], device=x.device)
-        slots = cache.k.shape[3]
-        slot = cache.length % slots if self.window else cache.length  # a ring when attention is windowed
-        cache.k[layer, rows, :, slot] = k[:, :, 0].to(cache.k.dtype)
-        cache.v[layer, rows, :, slot] = v[:, :, 0].to(cache.v.dtype)
-        # every slot once a ring is full; before that (and without a window) the positions decoded so far
-        visible = torch.arange(slots, device=x.device) <= cache.length[:, None]  # (B, slots)
-        y = F.scaled_dot_product_attention(q, cache.k[layer].to(q.dtype), cache.v[layer].to(q.dtype),
-                                           attn_mask=visible[:, None, None, :])
+        cache.write_token(layer, k[:, :, 0], v[:, :, 0])
+        keys, values = cache.layer_kv(layer, q.dtype)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.visible()[:, None, None, :])
         return self.proj(y.transpose(1, 2).reshape(x.shape))
 
 
@@ -337,7 +394,7 @@ class ADTransformer(nn.Module):
         rope = self.rope(cache.length, per_row=True)
         for i, block in enumerate(self.blocks):
             x = block.decode(x, i, cache, rope)
-        cache.length += 1
+        cache.advance()
         action_logits, type_logits = self._heads(x[:, 0])
         return action_logits, type_logits
 
@@ -352,11 +409,7 @@ class ADTransformer(nn.Module):
         """
         kv: list = []
         action_logits, type_logits, written = self.window(types, obs, prev_action, prev_reward, memory, kv_out=kv)
-        P = types.shape[1]
-        for layer, (k, v) in enumerate(kv):
-            cache.k[layer, rows, :, :P] = k.to(cache.k.dtype)
-            cache.v[layer, rows, :, :P] = v.to(cache.v.dtype)
-        cache.length[rows] = lengths
+        cache.write_prefix(kv, rows, lengths)
         last = lengths - 1
         idx = torch.arange(len(rows), device=types.device)
         return action_logits[idx, last], (type_logits[idx, last] if type_logits is not None else None), written

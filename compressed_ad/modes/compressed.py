@@ -187,17 +187,13 @@ class RegionContext(RolloutContext):
             self.memory.copy_(torch.where(closing[:, None, None], carried, self.memory))
         length = torch.where(closing, region_prefix_len(n, self.m), self.ctx_len)
         self.ctx_len.copy_(length)
-        cache.length.copy_(length)
         self.filled.copy_(torch.where(closing, 0, self.filled))
         self.closed_counts.index_add_(0, n, closing.long())
         width = region_prefix_len(self.region_len, self.m)
         kv: list = []
         written = self.r.model.window(*[v[:, :width] for v in ctx.values()], memory=self.memory if self.m else None,
                                       kv_out=kv)[2]
-        keep = closing[:, None, None, None]
-        for layer, (k, v) in enumerate(kv):
-            cache.k[layer, :, :, :width] = torch.where(keep, k.to(cache.k.dtype), cache.k[layer, :, :, :width])
-            cache.v[layer, :, :, :width] = torch.where(keep, v.to(cache.v.dtype), cache.v[layer, :, :, :width])
+        cache.write_prefix_where(closing, kv, length)
         if self.m:
             self.written.copy_(torch.where(closing[:, None, None], written.float(), self.written))
 

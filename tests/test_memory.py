@@ -62,8 +62,8 @@ def test_training_steps_never_carry_a_row_s_memory_across_a_stream_boundary():
 
     Each window is identified by its tokens alone (every window of every stream is distinct here), not by the walk's
     bookkeeping, and its expected logits come from running its stream from its first window with the initial
-    memory, one ``model.window`` at a time. Catches the flag that marks a stream's first window being dropped and the
-    memory being reset only at a step's first window."""
+    memory, one ``model.forward_tokens`` at a time. Catches the flag that marks a stream's first window being dropped
+    and the memory being reset only at a step's first window."""
     K = 3  # 6 regions per stream = 5 windows, so a row's stream ends at every position k of a step in turn
     config = memory_config(f'memory_unroll={K}', 'train_batch_size=24', 'test_batch_size=24')
     sampler = sampler_of(config)
@@ -75,7 +75,7 @@ def test_training_steps_never_carry_a_row_s_memory_across_a_stream_boundary():
     with torch.no_grad():
         for j in range(n):
             w = sampler.windows(every, torch.full_like(every, j * sampler.stride))
-            logits, _, memory = model.window(w['types'], w['obs'], w['prev_action'], w['prev_reward'], memory)
+            logits, _, memory = model.forward_tokens(w['types'], w['obs'], w['prev_action'], w['prev_reward'], memory)
             keys.append(window_keys(w))
             expected.append(logits)
     keys, expected = torch.stack(keys, 1).flatten(0, 1), torch.stack(expected, 1).flatten(0, 1)  # (n_seq * n, ...)
@@ -168,7 +168,7 @@ def test_a_training_row_carries_the_rollout_s_memory_through_as_many_regions_as_
         # each of the 48 hand-offs, not a memory that spans them all)
         j = torch.arange(2, regions - 1)  # window 0 reads the initial memory itself
         w = sampler.windows(torch.arange(2).repeat(len(j)), (j - 1).repeat_interleave(2) * sampler.stride)
-        one_window = model.window(w['types'], w['obs'], w['prev_action'], w['prev_reward'])[2]
+        one_window = model.forward_tokens(w['types'], w['obs'], w['prev_action'], w['prev_reward'])[2]
     carried = torch.cat([memory_at[int(i)] for i in j])  # (2 * 47, m, D), in the same order
     assert ((one_window - carried).abs().amax((1, 2)) > 1e-3).all()
 

@@ -66,8 +66,8 @@ class InContextRollout:
     def _recompute(self):
         """Logits at each row's last context position from a full forward pass (no cache)."""
         width, last = self.context.last_positions()
-        action_logits, type_logits, _ = self.model.window(*[self.ctx[f][:, :width] for f in FIELDS],
-                                                          memory=self.context.memory_of(self.rows))
+        action_logits, type_logits, _ = self.model.forward_tokens(*[self.ctx[f][:, :width] for f in FIELDS],
+                                                                  memory=self.context.memory_of(self.rows))
         return action_logits[self.rows, last], (type_logits[self.rows, last] if type_logits is not None else None)
 
     # ------------------------------------------------------------------ stepping

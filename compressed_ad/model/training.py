@@ -99,8 +99,8 @@ class TrainingBatches:
                 if not needed.any():  # e.g. random starts: every row's memory starts where the row does
                     continue
                 window = self.sampler.walk_windows(torch.full_like(start, j), rows)
-                written = self.model.window(window['types'], window['obs'], window['prev_action'],
-                                            window['prev_reward'], memory)[2]
+                written = self.model.forward_tokens(window['types'], window['obs'], window['prev_action'],
+                                                    window['prev_reward'], memory)[2]
                 memory = torch.where(needed[:, None, None], written.float(), memory)
         return memory
 

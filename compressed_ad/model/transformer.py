@@ -102,8 +102,8 @@ class KVCache:
     def write_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor,
                      lengths: torch.Tensor) -> None:
         """Prefill: the prefixes of ``rows`` (n,), encoded from position 0, replace their first P slots; ``kv``: per
-        layer (k, v), (n, H, P, hd) each (``ADTransformer.window``'s ``kv_out``). ``lengths`` (n,) become their
-        lengths (the valid part of each prefix: slots beyond it are never attended)."""
+        layer (k, v), (n, H, P, hd) each (the ``kv_out`` of ``ADTransformer.forward_tokens``). ``lengths`` (n,)
+        become their lengths (the valid part of each prefix: slots beyond it are never attended)."""
         P = kv[0][0].shape[2]
         for layer, (k, v) in enumerate(kv):
             self.k[layer, rows, :, :P] = k.to(self.k.dtype)
@@ -339,7 +339,7 @@ class ADTransformer(nn.Module):
         """The memory before any region has been written: (batch, m, D)."""
         return self.memory_init.expand(batch, -1, -1)
 
-    def window(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None):
+    def forward_tokens(self, types, obs, prev_action, prev_reward, memory=None, kv_out: list | None = None):
         """One causal pass over (B, L) tokens at positions 0..L-1.
 
         Returns (action_logits (B, L, A), type_logits (B, L, 3) or None, written memory (B, m, D) or None). The
@@ -371,15 +371,15 @@ class ADTransformer(nn.Module):
         (S, K) bool marks windows that begin a stream: they read the initial memory instead.
         """
         if types.dim() == 2:
-            return self.window(types, obs, prev_action, prev_reward, memory, kv_out)[:2]
+            return self.forward_tokens(types, obs, prev_action, prev_reward, memory, kv_out)[:2]
         initial = self.initial_memory(types.shape[0])
         memory = initial if memory is None else memory
         outputs = []
         for k in range(types.shape[1]):  # a recurrence: window k needs the memory window k - 1 wrote
             if fresh is not None:
                 memory = torch.where(fresh[:, k, None, None], initial, memory)
-            action_logits, type_logits, memory = self.window(types[:, k], obs[:, k], prev_action[:, k],
-                                                             prev_reward[:, k], memory)
+            action_logits, type_logits, memory = self.forward_tokens(types[:, k], obs[:, k], prev_action[:, k],
+                                                                     prev_reward[:, k], memory)
             outputs.append((action_logits, type_logits))
         return torch.stack([a for a, _ in outputs], 1), torch.stack([t for _, t in outputs], 1), memory
 
@@ -408,7 +408,8 @@ class ADTransformer(nn.Module):
         the prefixes wrote: ((n, A), (n, 3) or None, (n, m, D) or None).
         """
         kv: list = []
-        action_logits, type_logits, written = self.window(types, obs, prev_action, prev_reward, memory, kv_out=kv)
+        action_logits, type_logits, written = self.forward_tokens(types, obs, prev_action, prev_reward, memory,
+                                                                  kv_out=kv)
         cache.write_prefix(kv, rows, lengths)
         last = lengths - 1
         idx = torch.arange(len(rows), device=types.device)

@@ -117,8 +117,8 @@ class RegionContext(RolloutContext):
         if self.r.use_cache:
             written = self._prefill(rows, width)
         elif self.m:
-            written = self.r.model.window(*[v[rows, :width] for v in self.r.ctx.values()],
-                                          memory=self.memory_of(rows))[2]
+            written = self.r.model.forward_tokens(*[v[rows, :width] for v in self.r.ctx.values()],
+                                                  memory=self.memory_of(rows))[2]
         if self.m:
             self.written[rows] = written.float()
 
@@ -191,8 +191,8 @@ class RegionContext(RolloutContext):
         self.closed_counts.index_add_(0, n, closing.long())
         width = region_prefix_len(self.region_len, self.m)
         kv: list = []
-        written = self.r.model.window(*[v[:, :width] for v in ctx.values()], memory=self.memory if self.m else None,
-                                      kv_out=kv)[2]
+        written = self.r.model.forward_tokens(*[v[:, :width] for v in ctx.values()],
+                                              memory=self.memory if self.m else None, kv_out=kv)[2]
         cache.write_prefix_where(closing, kv, length)
         if self.m:
             self.written.copy_(torch.where(closing[:, None, None], written.float(), self.written))

@@ -56,7 +56,7 @@ class SlidingWindow(RolloutContext):
             return self.r.model.decode(*[token[f] for f in ctx], cache=cache)  # ctx: in FIELDS order
         for f in ctx:
             ctx[f].copy_(torch.cat([ctx[f][:, 1:], token[f][:, None].to(ctx[f].dtype)], dim=1))
-        action_logits, type_logits, _ = self.r.model.window(*ctx.values())
+        action_logits, type_logits, _ = self.r.model.forward_tokens(*ctx.values())
         return action_logits[:, -1], (type_logits[:, -1] if type_logits is not None else None)
 
     def static_end_step(self, kind: str, type_logits) -> None:

@@ -1,9 +1,10 @@
 """The context modes AD is trained and evaluated in: their registry, and the one rule that turns a config into its
 mode.
 
-The interface every mode implements (``ContextMode``, ``RolloutContext``, ``WindowTemplate``) is
-``compressed_ad/modes/base.py``, re-exported here for modes defined outside the library; the built-in modes live in
-``compressed_ad/modes/``: standard.py, compressed.py, memory.py, sliding.py.
+The interface every mode implements (``ContextMode``, ``RolloutContext``, ``WindowTemplate``, and the
+``RolloutState`` a rollout shares with its mode) is ``compressed_ad/modes/base.py``, re-exported here for modes
+defined outside the library; the built-in modes live in ``compressed_ad/modes/``: standard.py, compressed.py,
+memory.py, sliding.py.
 
 The one rule (``mode_name``): ``context_mode`` names the mode, a registered name or ``some.module:ClassName`` (a mode
 defined outside the library, imported from the project root or PYTHONPATH and registered on first use). Left empty
@@ -18,15 +19,15 @@ from __future__ import annotations
 
 import importlib
 
-from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.modes.base import ContextMode, RolloutContext, RolloutState, WindowTemplate
 from compressed_ad.modes.compressed import CompressedMode
 from compressed_ad.modes.memory import MemoryMode
 from compressed_ad.modes.sliding import SlidingMode
 from compressed_ad.modes.standard import StandardMode
 from compressed_ad.utils import ConfigError
 
-__all__ = ['MODES', 'ContextMode', 'RolloutContext', 'WindowTemplate', 'check_mode_keys', 'checked_mode',
-           'imported_mode', 'mode_name', 'mode_of', 'model_configs', 'register']
+__all__ = ['MODES', 'ContextMode', 'RolloutContext', 'RolloutState', 'WindowTemplate', 'check_mode_keys',
+           'checked_mode', 'imported_mode', 'mode_name', 'mode_of', 'model_configs', 'register']
 
 MODES: dict[str, ContextMode] = {}
 

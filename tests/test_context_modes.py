@@ -53,8 +53,8 @@ class CurrentRegionMode(CompressedMode):
         offsets[1:-1] = torch.arange(R)
         return WindowTemplate(types, offsets, stride=R, align=R)
 
-    def rollout_context(self, rollout, config):
-        return CurrentRegionContext(rollout, config)
+    def rollout_context(self, shared, config):
+        return CurrentRegionContext(shared, config)
 '''
 EXTRA = 'current_region_mode:CurrentRegionMode'
 

@@ -18,6 +18,7 @@ from compressed_ad.context_modes import mode_of
 from compressed_ad.env import env_spec
 from compressed_ad.env.batched import BatchedEnv
 from compressed_ad.model.layout import TRANSITION, no_action, obs_index
+from compressed_ad.model.rollout_state import RolloutState
 from compressed_ad.model.transformer import ADTransformer, KVCache
 from compressed_ad.utils import autocast
 
@@ -26,7 +27,12 @@ FIELDS = ('types', 'obs', 'prev_action', 'prev_reward')
 
 class InContextRollout:
     """``B`` rollouts (one per row of ``tasks`` (B, task_dim); Dark Room: goals) of ``model`` acting from its
-    context alone."""
+    context alone.
+
+    ``shared`` (``model.rollout_state.RolloutState``) is what the rollout shares with its context mode (``context``):
+    the token buffer, the KV cache, the step count and the settings a mode reads. The rollout owns it; ``ctx``,
+    ``cache``, ``rows`` and ``t`` read it.
+    """
 
     def __init__(self, model: ADTransformer, config: dict, tasks: torch.Tensor, greedy: bool = False,
                  compress_trigger: str = 'fixed', use_cache: bool = True, seed: int = 0):
@@ -42,16 +48,37 @@ class InContextRollout:
         bf16 = config['bf16'] and self.device.type == 'cuda'
         self.autocast = autocast(self.device, bf16)
         L = model.cfg.max_len
-        self.cache = KVCache(model.cfg, self.B, self.device, torch.bfloat16 if bf16 else torch.float32)
-        self.ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long,
-                                   device=self.device) for f in FIELDS}
-        self.rows = torch.arange(self.B, device=self.device)
-        self.t = 0  # transitions appended so far (= env steps started): all rows step in lock-step
+        cache = KVCache(model.cfg, self.B, self.device, torch.bfloat16 if bf16 else torch.float32)
+        ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long, device=self.device)
+               for f in FIELDS}
+        self.shared = RolloutState(model=self.model, batch=self.B, device=self.device,
+                                   rows=torch.arange(self.B, device=self.device), ctx=ctx, cache=cache,
+                                   trigger=self.trigger, use_cache=self.use_cache, autocast=self.autocast)
         self.state = self.env.reset()
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
-        self.context = mode_of(config).rollout_context(self, config)
+        self.context = mode_of(config).rollout_context(self.shared, config)
         self.context.start()
+
+    @property
+    def t(self) -> int:
+        """Transitions appended so far (= env steps started): all rows step in lock-step."""
+        return self.shared.t
+
+    @property
+    def ctx(self) -> dict[str, torch.Tensor]:
+        """The token buffer, fields (B, max_len) (``RolloutState.ctx``)."""
+        return self.shared.ctx
+
+    @property
+    def cache(self) -> KVCache:
+        """The KV cache (``RolloutState.cache``)."""
+        return self.shared.cache
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """(B,) every row's index."""
+        return self.shared.rows
 
     @property
     def max_ctx_len(self) -> int:
@@ -78,7 +105,7 @@ class InContextRollout:
                  'obs': obs_index(self.state, self.obs_sizes),
                  'prev_action': self.prev_action, 'prev_reward': self.prev_reward}
         shifted = self.context.append(token)
-        self.t += 1
+        self.shared.t += 1
         with self.autocast:
             if self.use_cache and not shifted:
                 action_logits, type_logits = self.model.decode(*[token[f] for f in FIELDS], cache=self.cache)

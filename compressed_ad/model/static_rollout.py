@@ -117,6 +117,6 @@ class StaticRollout(InContextRollout):
         reward, action_logits = self._step_fn(kind)(noise)
         if self.cuda_graph:  # a graph's outputs are overwritten by its next replay
             reward, action_logits = reward.clone(), action_logits.clone()
-        self.t += 1
+        self.shared.t += 1
         return reward, self.t % self.horizon == 0, action_logits
 

@@ -3,8 +3,9 @@
 A mode is one object (``ContextMode``) that says everything that differs between modes: its name, model config
 file and run-name suffix, its config checks, the longest context it gives the model, whether the model has the
 token-type head, its training windows (``WindowTemplate``, cut by ``dataset.WindowSampler``) and what the
-in-context rollout keeps in the context (``RolloutContext``, driven by ``model.rollout.InContextRollout``).
-The registry that turns a config into its mode is ``compressed_ad.context_modes``.
+in-context rollout keeps in the context (``RolloutContext``, driven by ``model.rollout.InContextRollout``, which
+shares with it a ``RolloutState``, re-exported here). The registry that turns a config into its mode is
+``compressed_ad.context_modes``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
+
+from compressed_ad.model.rollout_state import RolloutState
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,20 @@ class WindowTemplate:
 class RolloutContext(ABC):
     """What an in-context rollout keeps in its model's context: the mode's side of ``InContextRollout``.
 
-    It reads and writes the rollout's token buffer ``rollout.ctx`` (fields (B, max_len)) and re-encodes it into
-    ``rollout.cache`` when positions change. ``rollout.t`` counts the transitions appended before the current one.
+    The rollout hands it ``shared``, a ``RolloutState`` (``model/rollout_state.py``, where every field is
+    documented), kept as ``self.shared``: all a mode uses of the rollout. It reads and writes the token buffer
+    ``shared.ctx`` (fields (B, max_len)) and re-encodes it into ``shared.cache`` (a ``KVCache``, written through
+    its methods) when positions change; it reads ``shared.t`` (the transitions appended: before the current one in
+    ``append`` and the static methods, including it in ``end_step``), the model ``shared.model``, the rows
+    (``batch``, ``rows``, ``device``) and the settings ``trigger``, ``use_cache`` and ``autocast``. Anything else it
+    keeps (per-row context lengths, a memory) is its own.
+
+    The rollout calls, at each step: ``append`` (the new token), then either decodes it against the cache or runs
+    ``last_positions``' full pass, then steps the environment, then ``end_step``; ``start`` once before the first.
     """
 
-    def __init__(self, rollout, config: dict):
-        self.r = rollout
+    def __init__(self, shared: RolloutState, config: dict):
+        self.shared = shared
 
     def start(self) -> None:
         """Write the initial context (and encode it into the cache); called once, before the first step."""
@@ -93,7 +104,7 @@ class RolloutContext(ABC):
     static = False
 
     def static_kind(self) -> str:
-        """The kind of static step that runs next, decided on the host from ``rollout.t`` (and the compress
+        """The kind of static step that runs next, decided on the host from ``shared.t`` (and the compress
         trigger) alone; one name per distinct computation, each compiled once."""
         raise NotImplementedError
 
@@ -140,5 +151,5 @@ class ContextMode(ABC):
                 f"(train_source_timesteps).")
 
     @abstractmethod
-    def rollout_context(self, rollout, config: dict) -> RolloutContext:
-        """The context policy of an in-context rollout of this mode."""
+    def rollout_context(self, shared: RolloutState, config: dict) -> RolloutContext:
+        """The context policy of an in-context rollout of this mode, on the state the rollout shares with it."""

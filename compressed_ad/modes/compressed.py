@@ -14,22 +14,22 @@ import torch
 from compressed_ad.model.layout import (CLOSE, MEMORY, OPEN, WRITE, compressed_window, first_transition,
                                         kept_region_markers, region_prefix_len)
 from compressed_ad.modes import COMPRESSED_MODEL_CONFIG
-from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.modes.base import ContextMode, RolloutContext, RolloutState, WindowTemplate
 from compressed_ad.utils import ConfigError
 
 
 class RegionContext(RolloutContext):
     """``[memory] <c> previous region </c> [write] <c> current region so far``, per-row lengths on the device."""
 
-    def __init__(self, rollout, config: dict):
-        super().__init__(rollout, config)
+    def __init__(self, shared: RolloutState, config: dict):
+        super().__init__(shared, config)
         self.region_len, self.m = config['compress_interval'], config['memory_tokens']
-        B, device = rollout.B, rollout.device
+        B, device = shared.batch, shared.device
         self._closed: list[torch.Tensor] = []  # lengths of the closed regions, one tensor per close event
         if self.m:
             # ``memory``: what each row's memory tokens hold now; ``written``: what its write tokens wrote, which
             # becomes the memory at the next close (before the first close nothing has been dropped yet)
-            self.memory = rollout.model.initial_memory(B).detach().clone().float()
+            self.memory = shared.model.initial_memory(B).detach().clone().float()
             self.written = self.memory.clone()
             self.initial = self.memory.clone()
             self.reset_every = config['eval_memory_reset']  # 0: the memory is carried through every close
@@ -42,17 +42,17 @@ class RegionContext(RolloutContext):
         #                                                                         by the closed region's length
 
     def start(self) -> None:
-        types = self.r.ctx['types']
+        types = self.shared.ctx['types']
         types[:, :self.m] = MEMORY
         types[:, self.m] = OPEN
-        if self.r.use_cache:
-            with self.r.autocast:
-                self._prefill(self.r.rows, first_transition(self.m))
+        if self.shared.use_cache:
+            with self.shared.autocast:
+                self._prefill(self.shared.rows, first_transition(self.m))
 
     def append(self, token: dict[str, torch.Tensor]) -> bool:
-        ctx = self.r.ctx
+        ctx = self.shared.ctx
         for f in ctx:
-            ctx[f][self.r.rows, self.ctx_len] = token[f].to(ctx[f].dtype)
+            ctx[f][self.shared.rows, self.ctx_len] = token[f].to(ctx[f].dtype)
         self.ctx_len += 1
         self._max_ctx_len = torch.maximum(self._max_ctx_len, self.ctx_len.max())
         return False
@@ -85,14 +85,14 @@ class RegionContext(RolloutContext):
 
     def _prefill(self, rows: torch.Tensor, width: int):
         """Re-encode the first ``width`` context tokens of ``rows`` into the cache; returns what they wrote."""
-        fields = [v[rows, :width] for v in self.r.ctx.values()]
-        return self.r.model.prefill(*fields, cache=self.r.cache, rows=rows, lengths=self.ctx_len[rows],
-                                    memory=self.memory_of(rows))[2]
+        fields = [v[rows, :width] for v in self.shared.ctx.values()]
+        return self.shared.model.prefill(*fields, cache=self.shared.cache, rows=rows, lengths=self.ctx_len[rows],
+                                         memory=self.memory_of(rows))[2]
 
     def keep_closed_region(self, rows: torch.Tensor, n: torch.Tensor, width: int) -> int:
         """Rows ``rows``, whose current region of ``n`` (n,) transitions (at most ``width``) just closed: the context
         becomes ``[memory] <c> closed region </c> [write] <c>``. Returns the width of the prefix to re-encode."""
-        ctx, device = self.r.ctx, self.r.device
+        ctx, device = self.shared.ctx, self.shared.device
         start = self.ctx_len[rows] - n  # first transition of the current region
         src = (start[:, None] + torch.arange(width, device=device)).clamp(max=ctx['types'].shape[1] - 1)
         first = first_transition(self.m)
@@ -114,24 +114,24 @@ class RegionContext(RolloutContext):
         self._closed.append(self.filled[rows])
         width = self.keep_closed_region(rows, self.filled[rows], width)
         self.filled[rows] = 0
-        if self.r.use_cache:
+        if self.shared.use_cache:
             written = self._prefill(rows, width)
         elif self.m:
-            written = self.r.model.forward_tokens(*[v[rows, :width] for v in self.r.ctx.values()],
-                                                  memory=self.memory_of(rows))[2]
+            written = self.shared.model.forward_tokens(*[v[rows, :width] for v in self.shared.ctx.values()],
+                                                       memory=self.memory_of(rows))[2]
         if self.m:
             self.written[rows] = written.float()
 
     def end_step(self, type_logits) -> None:
         """Close the regions that end here."""
         self.filled += 1
-        if self.r.trigger == 'model':
+        if self.shared.trigger == 'model':
             closing = (self.filled >= self.region_len) | (type_logits.argmax(-1) == CLOSE)
             rows = closing.nonzero().squeeze(1)  # the one device->host sync per step this trigger needs
             if len(rows):
                 self._close_regions(rows, int(self.filled[rows].max()))
-        elif self.r.t % self.region_len == 0:
-            self._close_regions(self.r.rows, self.region_len)
+        elif self.shared.t % self.region_len == 0:
+            self._close_regions(self.shared.rows, self.region_len)
 
     # ---------------------------------------------------------------- the static step (model/static_rollout.py)
     # 'decode' appends and decodes; 'close' also closes the regions that end at this step, every row at once: the
@@ -141,31 +141,31 @@ class RegionContext(RolloutContext):
     static = True
 
     def static_kind(self) -> str:
-        if self.r.trigger == 'model':
+        if self.shared.trigger == 'model':
             return 'close'
-        return 'close' if (self.r.t + 1) % self.region_len == 0 else 'decode'
+        return 'close' if (self.shared.t + 1) % self.region_len == 0 else 'decode'
 
     def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
-        ctx, cache = self.r.ctx, self.r.cache
+        ctx, cache = self.shared.ctx, self.shared.cache
         for f in ctx:
             ctx[f].scatter_(1, self.ctx_len[:, None], token[f][:, None].to(ctx[f].dtype))
         self.ctx_len += 1
         torch.maximum(self._max_ctx_len, self.ctx_len.max(), out=self._max_ctx_len)
-        return self.r.model.decode(*[token[f] for f in ctx], cache=cache)
+        return self.shared.model.decode(*[token[f] for f in ctx], cache=cache)
 
     def static_end_step(self, kind: str, type_logits) -> None:
         self.filled += 1
         if kind != 'close':
             return
         closing = self.filled >= self.region_len
-        if self.r.trigger == 'model':
+        if self.shared.trigger == 'model':
             closing = closing | (type_logits.argmax(-1) == CLOSE)
         self._static_close(closing)
 
     def _static_close(self, closing: torch.Tensor) -> None:
         """Close the current region of the rows ``closing`` (B,) marks, as ``_close_regions`` does for a list of
         rows, with every tensor keeping its shape."""
-        ctx, cache, device = self.r.ctx, self.r.cache, self.r.device
+        ctx, cache, device = self.shared.ctx, self.shared.cache, self.shared.device
         n = self.filled.clamp(max=self.region_len)  # (B,) transitions of each row's current region
         src = (self.ctx_len - n)[:, None] + torch.arange(self.region_len, device=device)
         src = src.clamp(max=ctx['types'].shape[1] - 1)
@@ -183,7 +183,7 @@ class RegionContext(RolloutContext):
         for f in ctx:
             ctx[f].copy_(torch.where(closing[:, None], kept[f], ctx[f]))
         if self.m:
-            carried = self.carried_memory(self.r.rows, self.written, closing)
+            carried = self.carried_memory(self.shared.rows, self.written, closing)
             self.memory.copy_(torch.where(closing[:, None, None], carried, self.memory))
         length = torch.where(closing, region_prefix_len(n, self.m), self.ctx_len)
         self.ctx_len.copy_(length)
@@ -191,8 +191,8 @@ class RegionContext(RolloutContext):
         self.closed_counts.index_add_(0, n, closing.long())
         width = region_prefix_len(self.region_len, self.m)
         kv: list = []
-        written = self.r.model.forward_tokens(*[v[:, :width] for v in ctx.values()],
-                                              memory=self.memory if self.m else None, kv_out=kv)[2]
+        written = self.shared.model.forward_tokens(*[v[:, :width] for v in ctx.values()],
+                                                   memory=self.memory if self.m else None, kv_out=kv)[2]
         cache.write_prefix_where(closing, kv, length)
         if self.m:
             self.written.copy_(torch.where(closing[:, None, None], written.float(), self.written))
@@ -230,5 +230,5 @@ class CompressedMode(ContextMode):
                 f"per stream; the dataset gives {T} (train_source_timesteps). Collect longer histories or lower "
                 f"compress_interval (or memory_unroll).")
 
-    def rollout_context(self, rollout, config: dict) -> RegionContext:
-        return RegionContext(rollout, config)
+    def rollout_context(self, shared: RolloutState, config: dict) -> RegionContext:
+        return RegionContext(shared, config)

@@ -30,7 +30,7 @@ import torch
 
 from compressed_ad.model.layout import TRANSITION
 from compressed_ad.modes import SLIDING_MODEL_CONFIG
-from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.modes.base import ContextMode, RolloutContext, RolloutState, WindowTemplate
 from compressed_ad.utils import ConfigError
 
 
@@ -55,16 +55,16 @@ def receptive_field(config: dict) -> int:
 
 class RollingWindow(RolloutContext):
     """Every row holds its whole stream implicitly: the ring KV cache has the last ``n_transit`` tokens' keys and
-    values. ``rollout.ctx`` (used only without the cache) keeps the last ``receptive_field`` tokens."""
+    values. ``shared.ctx`` (used only without the cache) keeps the last ``receptive_field`` tokens."""
 
-    def __init__(self, rollout, config: dict):
-        super().__init__(rollout, config)
+    def __init__(self, shared: RolloutState, config: dict):
+        super().__init__(shared, config)
         self.n_transit, self.keep = config['n_transit'], receptive_field(config)
 
     def append(self, token: dict[str, torch.Tensor]) -> bool:
-        if self.r.use_cache:
+        if self.shared.use_cache:
             return False  # the ring cache is the context
-        ctx, t = self.r.ctx, self.r.t
+        ctx, t = self.shared.ctx, self.shared.t
         for f in ctx:
             if t >= self.keep:
                 ctx[f][:, :-1] = ctx[f][:, 1:].clone()
@@ -72,21 +72,21 @@ class RollingWindow(RolloutContext):
         return False
 
     def last_positions(self) -> tuple[int, torch.Tensor]:
-        width = min(self.r.t, self.keep)
-        return width, torch.full((self.r.B,), width - 1, device=self.r.device)
+        width = min(self.shared.t, self.keep)
+        return width, torch.full((self.shared.batch,), width - 1, device=self.shared.device)
 
     @property
     def max_ctx_len(self) -> int:
-        return min(self.r.t, self.n_transit)  # tokens any one token attends to
+        return min(self.shared.t, self.n_transit)  # tokens any one token attends to
 
-    # the static step: every token is decoded against the ring cache (``rollout.ctx`` is not kept)
+    # the static step: every token is decoded against the ring cache (``shared.ctx`` is not kept)
     static = True
 
     def static_kind(self) -> str:
         return 'decode'
 
     def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
-        return self.r.model.decode(*[token[f] for f in self.r.ctx], cache=self.r.cache)
+        return self.shared.model.decode(*[token[f] for f in self.shared.ctx], cache=self.shared.cache)
 
     def static_end_step(self, kind: str, type_logits) -> None:
         pass
@@ -124,5 +124,5 @@ class SlidingMode(ContextMode):
                 f"longer than the histories ({T} steps per stream). Lower n_transit or sliding_tail, or collect "
                 f"with a larger train_source_timesteps.")
 
-    def rollout_context(self, rollout, config: dict) -> RollingWindow:
-        return RollingWindow(rollout, config)
+    def rollout_context(self, shared: RolloutState, config: dict) -> RollingWindow:
+        return RollingWindow(shared, config)

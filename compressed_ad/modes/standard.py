@@ -10,22 +10,22 @@ import torch
 
 from compressed_ad.model.layout import TRANSITION
 from compressed_ad.modes import MODEL_CONFIG
-from compressed_ad.modes.base import ContextMode, RolloutContext, WindowTemplate
+from compressed_ad.modes.base import ContextMode, RolloutContext, RolloutState, WindowTemplate
 
 
 class SlidingWindow(RolloutContext):
     """The last ``n_transit`` transitions, the same length in every row (a host-side count)."""
 
-    def __init__(self, rollout, config: dict):
-        super().__init__(rollout, config)
+    def __init__(self, shared: RolloutState, config: dict):
+        super().__init__(shared, config)
         self.n_transit = config['n_transit']
 
     def length(self) -> int:
-        """Transitions in the window after ``rollout.t`` steps."""
-        return min(self.r.t, self.n_transit)
+        """Transitions in the window after ``shared.t`` steps."""
+        return min(self.shared.t, self.n_transit)
 
     def append(self, token: dict[str, torch.Tensor]) -> bool:
-        ctx, t = self.r.ctx, self.r.t
+        ctx, t = self.shared.ctx, self.shared.t
         slide = t >= self.n_transit
         for f in ctx:
             if slide:
@@ -35,7 +35,7 @@ class SlidingWindow(RolloutContext):
 
     def last_positions(self) -> tuple[int, torch.Tensor]:
         width = self.length()
-        return width, torch.full((self.r.B,), width - 1, device=self.r.device)
+        return width, torch.full((self.shared.batch,), width - 1, device=self.shared.device)
 
     @property
     def max_ctx_len(self) -> int:
@@ -46,17 +46,17 @@ class SlidingWindow(RolloutContext):
     static = True
 
     def static_kind(self) -> str:
-        return 'fill' if self.r.t < self.n_transit else 'slide'
+        return 'fill' if self.shared.t < self.n_transit else 'slide'
 
     def static_forward(self, kind: str, token: dict[str, torch.Tensor]):
-        ctx, cache = self.r.ctx, self.r.cache
+        ctx, cache = self.shared.ctx, self.shared.cache
         if kind == 'fill':
             for f in ctx:
                 ctx[f].scatter_(1, cache.length[:, None], token[f][:, None].to(ctx[f].dtype))
-            return self.r.model.decode(*[token[f] for f in ctx], cache=cache)  # ctx: in FIELDS order
+            return self.shared.model.decode(*[token[f] for f in ctx], cache=cache)  # ctx: in FIELDS order
         for f in ctx:
             ctx[f].copy_(torch.cat([ctx[f][:, 1:], token[f][:, None].to(ctx[f].dtype)], dim=1))
-        action_logits, type_logits, _ = self.r.model.forward_tokens(*ctx.values())
+        action_logits, type_logits, _ = self.shared.model.forward_tokens(*ctx.values())
         return action_logits[:, -1], (type_logits[:, -1] if type_logits is not None else None)
 
     def static_end_step(self, kind: str, type_logits) -> None:
@@ -77,5 +77,5 @@ class StandardMode(ContextMode):
         return (f"n_transit={config['n_transit']} is longer than the histories ({T} steps per stream). Lower "
                 f"n_transit or collect with a larger train_source_timesteps.")
 
-    def rollout_context(self, rollout, config: dict) -> SlidingWindow:
-        return SlidingWindow(rollout, config)
+    def rollout_context(self, shared: RolloutState, config: dict) -> SlidingWindow:
+        return SlidingWindow(shared, config)

@@ -27,19 +27,19 @@ from compressed_ad.utils import UserError
 
 
 def collect_task(job: tuple) -> tuple:
-    """One task's PPO learner, in a worker: job (env_idx, task, config) -> (env_idx, its shard's bytes, seconds), or
-    (env_idx, error text, None) when PPO raised. The worker compresses the history, so the process that keeps the
+    """One task's PPO learner, in a worker: job (task_idx, task, config) -> (task_idx, its shard's bytes, seconds), or
+    (task_idx, error text, None) when PPO raised. The worker compresses the history, so the process that keeps the
     shards only writes bytes, however many workers feed it."""
-    env_idx, task, config = job
+    task_idx, task, config = job
     from compressed_ad.algorithm.ppo import learn_task, set_single_thread
     set_single_thread()
     start = time.time()
     try:
-        log_dir = os.path.join(config['ppo_log_dir'], f'task{env_idx:02d}') if config['ppo_log_dir'] else None
-        history = learn_task(task, config, seed=config['alg_seed'] + env_idx, tensorboard_log=log_dir)
+        log_dir = os.path.join(config['ppo_log_dir'], f'task{task_idx:02d}') if config['ppo_log_dir'] else None
+        history = learn_task(task, config, seed=config['alg_seed'] + task_idx, tensorboard_log=log_dir)
     except Exception as exc:  # reported with the task by the driver, which then stops the collect
-        return env_idx, f'{type(exc).__name__}: {exc}', None
-    return env_idx, TaskShards.encode(env_idx, task, history, config), time.time() - start
+        return task_idx, f'{type(exc).__name__}: {exc}', None
+    return task_idx, TaskShards.encode(task_idx, task, history, config), time.time() - start
 
 
 # ----------------------------------------------------------------------------- backends
@@ -59,12 +59,12 @@ def local_results(jobs: list[tuple], n_process: int) -> Iterator[Iterator[tuple]
 @contextmanager
 def ray_results(ray, jobs: list[tuple]) -> Iterator[Iterator[tuple]]:
     """``collect_task`` over ``jobs`` as one Ray task each (one CPU); yields its results in the order they finish, a
-    task Ray lost (its worker crashed, say) as (env_idx, error text, None)."""
+    task Ray lost (its worker crashed, say) as (task_idx, error text, None)."""
     tasks = cluster.RayTasks(ray, collect_task, num_cpus=1)
     for job in jobs:
         tasks.submit(job[0], job)
     try:
-        yield (result if error is None else (env_idx, error, None) for env_idx, result, error in tasks.finished())
+        yield (result if error is None else (task_idx, error, None) for task_idx, result, error in tasks.finished())
     finally:
         tasks.cancel()
 
@@ -147,12 +147,12 @@ def run_collect(plan: CollectPlan) -> list[float]:
     results = ray_results(plan.ray, jobs) if plan.ray else local_results(jobs, plan.n_process)
     try:
         with results as finished:
-            for env_idx, shard, elapsed in tqdm(finished, total=len(plan.indices), initial=len(plan.done),
-                                                desc='tasks', unit='task', mininterval=1.0):
+            for task_idx, shard, elapsed in tqdm(finished, total=len(plan.indices), initial=len(plan.done),
+                                                 desc='tasks', unit='task', mininterval=1.0):
                 if elapsed is None:
-                    raise UserError(f"PPO on task {env_idx} {env_spec(config).describe(tasks[env_idx])} failed "
+                    raise UserError(f"PPO on task {task_idx} {env_spec(config).describe(tasks[task_idx])} failed "
                                     f"({shard}); no dataset was written. {kept_note(plan)}")
-                plan.shards.keep(env_idx, shard)
+                plan.shards.keep(task_idx, shard)
                 seconds.append(elapsed)
     except KeyboardInterrupt:
         print(kept_note(plan), file=sys.stderr)

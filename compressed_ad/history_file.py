@@ -134,11 +134,11 @@ class HistoryWriter:
         self.file.attrs['config'] = yaml.safe_dump(dict(self.config), sort_keys=False)
         return self
 
-    def add(self, env_idx: int, goal, history: dict[str, np.ndarray]) -> None:
+    def add(self, task_idx: int, goal, history: dict[str, np.ndarray]) -> None:
         """One goal's history: time-major arrays (T, n_stream, ...) keyed by ``FIELDS``."""
-        group = self.file.create_group(str(env_idx))
+        group = self.file.create_group(str(task_idx))
         group.attrs['goal'] = np.asarray(goal, dtype=np.int32)
-        group.attrs['env_idx'] = env_idx
+        group.attrs['env_idx'] = task_idx
         for name in FIELDS:
             group.create_dataset(name, data=np.asarray(history[name], dtype=DTYPES[name]),
                                  compression='gzip', compression_opts=1)
@@ -155,7 +155,7 @@ class HistoryWriter:
 
 class TaskShards:
     """The finished tasks of a collect that has not completed, kept so that it resumes: one history file per task
-    (``{dataset}.partial/task{env_idx}.hdf5``, written by ``HistoryWriter``, so each is atomic and in the one schema).
+    (``{dataset}.partial/task{task_idx}.hdf5``, written by ``HistoryWriter``: each atomic, in the one schema).
 
     ``assemble`` copies them in env-index order into the dataset and removes the folder. A collect goes through the
     shards whether or not it was interrupted, so a resumed collect writes the same bytes as an uninterrupted one.
@@ -165,8 +165,8 @@ class TaskShards:
         self.dataset = Path(dataset)
         self.dir = self.dataset.with_name(self.dataset.name + '.partial')
 
-    def shard(self, env_idx: int) -> Path:
-        return self.dir / f'task{env_idx}.hdf5'
+    def shard(self, task_idx: int) -> Path:
+        return self.dir / f'task{task_idx}.hdf5'
 
     def finished(self) -> list[int]:
         """The env indices kept, ascending (a write cut short leaves only a temporary file, which is not one)."""
@@ -184,17 +184,17 @@ class TaskShards:
             return file_config(f)
 
     @staticmethod
-    def encode(env_idx: int, goal, history: dict[str, np.ndarray], config: dict) -> bytes:
+    def encode(task_idx: int, goal, history: dict[str, np.ndarray], config: dict) -> bytes:
         """One task's shard as bytes, compressed where the task ran (a worker), for the process that keeps it."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / 'shard.hdf5'
             with HistoryWriter(path, config) as writer:
-                writer.add(env_idx, goal, history)
+                writer.add(task_idx, goal, history)
             return path.read_bytes()
 
-    def keep(self, env_idx: int, shard: bytes) -> None:
+    def keep(self, task_idx: int, shard: bytes) -> None:
         """Keep the shard ``encode`` made, atomically."""
-        with atomic_path(self.shard(env_idx), suffix='.hdf5') as tmp:
+        with atomic_path(self.shard(task_idx), suffix='.hdf5') as tmp:
             tmp.write_bytes(shard)
 
     def assemble(self, config: dict, env_indices: list[int]) -> None:

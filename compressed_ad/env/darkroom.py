@@ -34,10 +34,10 @@ def start_position(grid_size: int) -> tuple[int, int]:
     return grid_size // 2, grid_size // 2
 
 
-def goal_of(env_idx, grid_size: int) -> np.ndarray:
-    """Env indices (...,) -> goals (..., 2) int64: env index i has goal (i // grid_size, i % grid_size)."""
-    env_idx = np.asarray(env_idx, dtype=np.int64)
-    return np.stack([env_idx // grid_size, env_idx % grid_size], axis=-1)
+def goal_of(task_idx, grid_size: int) -> np.ndarray:
+    """Task indices (...,) -> goals (..., 2) int64: task index i has goal (i // grid_size, i % grid_size)."""
+    task_idx = np.asarray(task_idx, dtype=np.int64)
+    return np.stack([task_idx // grid_size, task_idx % grid_size], axis=-1)
 
 
 def goal_distance(goal, grid_size: int) -> int:

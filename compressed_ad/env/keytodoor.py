@@ -22,10 +22,10 @@ from compressed_ad.env.darkroom import start_position
 STAGES = 3  # 0 seeking the key, 1 holding it, 2 door opened
 
 
-def task_cells(env_idx, grid_size: int) -> np.ndarray:
-    """Env indices (...,) -> tasks (..., 4) int64: key row, key col, door row, door col."""
-    env_idx = np.asarray(env_idx, dtype=np.int64)
-    key, door = env_idx // grid_size ** 2, env_idx % grid_size ** 2
+def task_cells(task_idx, grid_size: int) -> np.ndarray:
+    """Task indices (...,) -> tasks (..., 4) int64: key row, key col, door row, door col."""
+    task_idx = np.asarray(task_idx, dtype=np.int64)
+    key, door = task_idx // grid_size ** 2, task_idx % grid_size ** 2
     return np.stack([key // grid_size, key % grid_size, door // grid_size, door % grid_size], axis=-1)
 
 

@@ -24,12 +24,6 @@ def bench_rows(tmp_path, *extra):
     return proc, json.loads(out.read_text())
 
 
-def test_no_row_repeats_a_mode_at_a_batch_size(tmp_path):
-    _, rows = bench_rows(tmp_path, '--steps', '1', '--warmup', '0', '--eval-steps', '1')
-    # at the default batch (16 for every mode) the equal-batch rows would repeat the default ones
-    assert sorted((r['mode'], r['config'], r['batch']) for r in rows) == sorted((m, 'default', 16) for m in MODES)
-
-
 def test_quick_bench_measures_every_mode_at_both_batch_sizes(tmp_path):
     proc, rows = bench_rows(tmp_path, '--batch', '8')
     assert 'cpu_max_rss' in proc.stdout

@@ -1,9 +1,9 @@
 """Look at the compression markers in a learning-history file.
 
-    python visualize_compression.py                              # env 0, stream 0, first 500 steps
+    python visualize_compression.py                              # task 0, stream 0, first 500 steps
     python visualize_compression.py --env_idx 0 --max_steps 500  # -> figs/compression_env0_stream0.png
     python visualize_compression.py --env_idx 40 --stream 7 --quick
-    python visualize_compression.py --analyze                    # check every env and stream
+    python visualize_compression.py --analyze                    # check every task and stream
     python visualize_compression.py --analyze --dataset other.hdf5 --out_dir /tmp/figs
 
 Plot mode draws one stream's history over time: reward per step and per-episode return, action,
@@ -61,11 +61,11 @@ def file_env(f, config: dict) -> dict:
     return {k: stored.get(k, config[k]) for k in ('env', 'grid_size', 'horizon')}
 
 
-def group_task(group, env_idx: int, env: dict) -> tuple[int, ...]:
-    """A group's task (Dark Room: its goal), from its attributes or, for older files, from its env index."""
+def group_task(group, task_idx: int, env: dict) -> tuple[int, ...]:
+    """A group's task (Dark Room: its goal), from its attributes or, for older files, from its task index."""
     task = group.attrs.get('goal')
     if task is None:
-        task = tasks_of(env, [env_idx])[0]
+        task = tasks_of(env, [task_idx])[0]
     return tuple(int(x) for x in task)
 
 
@@ -78,29 +78,29 @@ def file_n_steps(f, config: dict) -> tuple[int, str]:
 
 
 # ----------------------------------------------------------------------------- plot mode
-def read_stream(f, path, env_idx: int | None, stream: int, max_steps: int, config: dict) -> dict:
+def read_stream(f, path, task_idx: int | None, stream: int, max_steps: int, config: dict) -> dict:
     """The first ``max_steps`` transitions of one stream, checked: its fields (n,), the env, the task and T."""
     groups = env_groups(f)
     if not groups:
         raise UserError(f"Dataset '{path}' holds no env groups. Run 'python collect.py --force' to write it again.")
-    if env_idx is None:
-        env_idx = groups[0]
-    if str(env_idx) not in f:
+    if task_idx is None:
+        task_idx = groups[0]
+    if str(task_idx) not in f:
         held = f'{groups[0]}..{groups[-1]}' if len(groups) == groups[-1] - groups[0] + 1 else \
             ', '.join(map(str, groups[:8])) + (' ...' if len(groups) > 8 else '')
-        raise UserError(f"--env_idx {env_idx} is not in '{path}', which holds env indices {held}. Pick one of those.")
-    group = f[str(env_idx)]
+        raise UserError(f"--env_idx {task_idx} is not in '{path}', which holds task indices {held}. Pick one of those.")
+    group = f[str(task_idx)]
     if 'compress_markers' not in group:
         raise no_markers_error(path, NO_REGIONS)
     T, n_stream = group['actions'].shape
     if not 0 <= stream < n_stream:
-        raise UserError(f"--stream {stream} is out of range: env {env_idx} has {n_stream} streams (0..{n_stream - 1}).")
+        raise UserError(f"--stream {stream} is out of range: task {task_idx} has {n_stream} streams (0..{n_stream - 1}).")
     if max_steps < 1:
         raise UserError(f"--max_steps must be at least 1, got {max_steps}.")
     n = min(max_steps, T)
     env = file_env(f, config)
     data = {k: group[k][:n, stream] for k in ('rewards', 'actions', 'dones', 'compress_markers', 'states')}
-    return dict(data, n=n, T=T, env_idx=env_idx, stream=stream, env=env, task=group_task(group, env_idx, env))
+    return dict(data, n=n, T=T, task_idx=task_idx, stream=stream, env=env, task=group_task(group, task_idx, env))
 
 
 def region_spans(markers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,7 +143,7 @@ def draw_markers(ax, s: dict, opens, closes, region_end, bad, n_steps: int) -> N
         label = f'{b - a + 1}{note}' if narrow else f'region {k}: {b - a + 1}{note}'
         ax.text((a + b) / 2, 1.45, label, ha='center', va='center', fontsize=8, clip_on=True)
     spec = ENVS[s['env']['env']]
-    ax.set_title(f"{spec.name} env {s['env_idx']}, {spec.describe(s['task'])}: stream {s['stream']}, transitions "
+    ax.set_title(f"{spec.name} task {s['task_idx']}, {spec.describe(s['task'])}: stream {s['stream']}, transitions "
                  f"0..{n - 1} of {s['T']}  |  PPO rollouts of n_steps = {n_steps} transitions")
 
 
@@ -191,10 +191,10 @@ def legend_handles(bad, n_steps: int) -> list:
     return handles
 
 
-def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict, out_dir: Path) -> Path:
+def plot_stream(f, path, task_idx: int, stream: int, max_steps: int, config: dict, out_dir: Path) -> Path:
     """One stream's first ``max_steps`` transitions: its regions, markers and behaviour, in one figure."""
-    s = read_stream(f, path, env_idx, stream, max_steps, config)
-    n, markers, env_idx = s['n'], s['compress_markers'], s['env_idx']
+    s = read_stream(f, path, task_idx, stream, max_steps, config)
+    n, markers, task_idx = s['n'], s['compress_markers'], s['task_idx']
     n_steps, _ = file_n_steps(f, config)
     opens, closes, region_end = region_spans(markers, n)
     bad = marker_problems(markers[None], n_steps)[:, 1:]  # (step, expected, found) inside the window
@@ -206,15 +206,15 @@ def plot_stream(f, path, env_idx: int, stream: int, max_steps: int, config: dict
     draw_behaviour(*axes[1:], s)
     fig.legend(handles=legend_handles(bad, n_steps), loc='lower center', ncol=5, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    file = out_dir / f'compression_env{env_idx}_stream{stream}.png'
+    file = out_dir / f'compression_env{task_idx}_stream{stream}.png'
     save_figure(fig, file)
 
     lengths = region_end - opens + 1
-    print(f"env {env_idx} {ENVS[s['env']['env']].describe(s['task'])} stream {stream}: {len(opens)} <compress> and "
+    print(f"task {task_idx} {ENVS[s['env']['env']].describe(s['task'])} stream {stream}: {len(opens)} <compress> and "
           f"{len(closes)} </compress> in transitions 0..{n - 1}; region lengths {', '.join(map(str, lengths[:12]))}"
           f"{' ...' if len(lengths) > 12 else ''}; {int(s['dones'].sum())} episode ends.")
     for step, exp, found in bad[:MAX_PROBLEMS_SHOWN]:
-        print(f"MISPLACED MARKERS: env {env_idx} stream {stream} step {step} (expected {exp}, found {found})")
+        print(f"MISPLACED MARKERS: task {task_idx} stream {stream} step {step} (expected {exp}, found {found})")
     if len(bad):
         print(f"{len(bad)} marker(s) in this window are not on {n_steps}-step boundaries (black X in the figure); "
               f"'python visualize_compression.py --analyze' checks the whole file.")
@@ -277,11 +277,11 @@ def analyze(f, path, config: dict, out_dir: Path) -> Path:
         print(f"PPO mean episode return per region, averaged over envs: first region {curve[:, 0].mean():.2f}, "
               f"last region {curve[:, -1].mean():.2f} (oracle {oracle:.2f}).")
     for i, T in incomplete[:MAX_PROBLEMS_SHOWN]:
-        print(f"INCOMPLETE REGION: env {i} has T = {T}, not a multiple of n_steps = {n_steps}; the last "
+        print(f"INCOMPLETE REGION: task {i} has T = {T}, not a multiple of n_steps = {n_steps}; the last "
               f"{T % n_steps} transitions of each stream form no whole region.")
     if n_bad:
         for i, s, step, exp, found in problems[:MAX_PROBLEMS_SHOWN]:
-            print(f"MISPLACED MARKERS: env {i} stream {s} step {step} (expected {exp}, found {found})")
+            print(f"MISPLACED MARKERS: task {i} stream {s} step {step} (expected {exp}, found {found})")
         if n_bad > MAX_PROBLEMS_SHOWN:
             print(f"... and {n_bad - MAX_PROBLEMS_SHOWN} more (see the table and figure).")
         print(f"Markers are NOT all on {n_steps}-step boundaries: compressed training refuses this file; "
@@ -325,7 +325,7 @@ def plot_analysis(curve: np.ndarray, oracle: float, lengths: np.ndarray, envs: n
     ax_h.legend(fontsize=8)
 
     ax_b.bar(envs, bad, color=np.where(bad > 0, 'tab:red', 'tab:green'), width=0.8)
-    ax_b.set_xlabel('env index')
+    ax_b.set_xlabel('task index')
     ax_b.set_ylabel('misplaced / missing markers')
     ax_b.set_title(f'(c) bad markers per env (total {int(bad.sum())})')
     ax_b.set_ylim(0, max(1, int(bad.max(initial=0))) * 1.1)
@@ -340,7 +340,7 @@ def plot_analysis(curve: np.ndarray, oracle: float, lengths: np.ndarray, envs: n
 # ----------------------------------------------------------------------------- CLI
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--env_idx', type=int, help='env (goal) index to plot (default: the first in the file, 0)')
+    parser.add_argument('--env_idx', type=int, help='task (Dark Room: goal) index to plot (default: the first in the file, 0)')
     parser.add_argument('--max_steps', type=int, default=500, help='plot the first M transitions (default 500)')
     parser.add_argument('--stream', type=int, default=0, help='which parallel PPO stream to plot (default 0)')
     parser.add_argument('--dataset', help='history file (default: the config\'s datasets_dir/history_...hdf5)')

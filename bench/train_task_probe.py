@@ -20,9 +20,9 @@ from compressed_ad.run_files import load_run_model, read_run_config
 from compressed_ad.utils import UserError, pick_device, run_main
 
 
-def rollout_returns(model, config, env_indices, streams: int, episodes: int, device) -> np.ndarray:
-    """Returns (len(env_indices) * streams, episodes) of in-context rollouts on the given tasks."""
-    rollout = rollout_on_tasks(model, config, tasks_of(config, env_indices), streams, device)
+def rollout_returns(model, config, indices, streams: int, episodes: int, device) -> np.ndarray:
+    """Returns (len(indices) * streams, episodes) of in-context rollouts on the given tasks."""
+    rollout = rollout_on_tasks(model, config, tasks_of(config, indices), streams, device)
     return rollout.run(episodes, lambda i, returns: None).cpu().numpy()
 
 

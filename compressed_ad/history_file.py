@@ -169,7 +169,7 @@ class TaskShards:
         return self.dir / f'task{task_idx}.hdf5'
 
     def finished(self) -> list[int]:
-        """The env indices kept, ascending (a write cut short leaves only a temporary file, which is not one)."""
+        """The task indices kept, ascending (a write cut short leaves only a temporary file, which is not one)."""
         if not self.dir.is_dir():
             return []
         names = (p.name for p in self.dir.iterdir())
@@ -197,10 +197,10 @@ class TaskShards:
         with atomic_path(self.shard(task_idx), suffix='.hdf5') as tmp:
             tmp.write_bytes(shard)
 
-    def assemble(self, config: dict, env_indices: list[int]) -> None:
-        """Write the dataset from the shards of ``env_indices`` (all must be kept), then remove the folder."""
+    def assemble(self, config: dict, indices: list[int]) -> None:
+        """Write the dataset from the shards of ``indices`` (all must be kept), then remove the folder."""
         with HistoryWriter(self.dataset, config) as writer:
-            for i in sorted(env_indices):
+            for i in sorted(indices):
                 with open_history(self.shard(i)) as f:
                     writer.copy(f[str(i)])
         self.discard()
@@ -248,11 +248,11 @@ def file_config(f: h5py.File) -> dict:
 
 
 def env_groups(f: h5py.File) -> list[int]:
-    """The env indices the file holds, ascending."""
+    """The task indices the file holds, ascending."""
     return sorted(int(k) for k in f.keys() if k.isdigit())
 
 
-def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed: bool) -> dict:
+def check_dataset(f: h5py.File, config: dict, indices: list[int], compressed: bool) -> dict:
     """Check that the file fits the config before any training work. Returns facts about the file."""
     path = f.filename
     stored = file_config(f)
@@ -263,12 +263,12 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
             raise UserError(f"Dataset '{path}' was collected with {key}={stored[key]!r} but the config has "
                             f"{key}={config[key]!r}. Use {key}={stored[key]!r}, or collect for this config "
                             f"('python collect.py --force' with the same options).")
-    missing = [i for i in env_indices if str(i) not in f]
+    missing = [i for i in indices if str(i) not in f]
     if missing:
-        raise UserError(f"Dataset '{path}' has no group for env indices {missing[:8]}"
+        raise UserError(f"Dataset '{path}' has no group for task indices {missing[:8]}"
                         f"{' ...' if len(missing) > 8 else ''}. It was collected for another grid or other tasks; "
                         f"run 'python collect.py --force' with this config.")
-    for i in env_indices:
+    for i in indices:
         lacking = [name for name in ('states', 'actions', 'rewards') if name not in f[str(i)]]
         if lacking:
             raise UserError(f"Dataset '{path}': group '{i}' has no {', '.join(lacking)}. The file is incomplete or "
@@ -276,7 +276,7 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
     if stored.get('grid_size', config['grid_size']) != config['grid_size']:
         raise UserError(f"Dataset '{path}' was collected on a {stored['grid_size']}x{stored['grid_size']} grid "
                         f"but grid_size={config['grid_size']}. Use a matching grid_size or collect again.")
-    first = f[str(env_indices[0])]
+    first = f[str(indices[0])]
     max_coord = int(np.max(first['states'][:])) if 'states' in first else 0
     if max_coord >= config['grid_size']:
         raise UserError(f"Dataset '{path}' holds positions up to {max_coord}, outside a grid of size "
@@ -284,7 +284,7 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
     T = first['actions'].shape[0]
     info = {'T': T, 'n_stream': first['actions'].shape[1], 'region_len': region_length(f)[0]}
     if compressed:
-        if any('compress_markers' not in f[str(i)] for i in env_indices):
+        if any('compress_markers' not in f[str(i)] for i in indices):
             raise no_markers_error(path, 'compressed mode needs them (standard mode still trains on this file)')
         region_len = info['region_len'] = info['region_len'] or T
         if config['compress_interval'] != region_len:
@@ -295,10 +295,10 @@ def check_dataset(f: h5py.File, config: dict, env_indices: list[int], compressed
     return info
 
 
-def read_streams(f: h5py.File, env_indices: list[int], n_timesteps: int, n_stream: int = 0) -> dict[str, np.ndarray]:
-    """Read goals ``env_indices``: dict of stream-major arrays (n_goals * n_stream, T, ...)."""
+def read_streams(f: h5py.File, indices: list[int], n_timesteps: int, n_stream: int = 0) -> dict[str, np.ndarray]:
+    """Read goals ``indices``: dict of stream-major arrays (n_goals * n_stream, T, ...)."""
     out = {name: [] for name in ('states', 'actions', 'rewards', 'compress_markers')}
-    for i in env_indices:
+    for i in indices:
         group = f[str(i)]
         streams = slice(None, n_stream or None)
         for name in out:

@@ -68,15 +68,15 @@ def test_analyze_names_misplaced_markers(tmp_path, workdir, history):
     proc = visualize(tmp_path, workdir, '--analyze')
     assert proc.returncode == 0, proc.stderr  # a report, not a failure
     out = proc.stdout
-    assert 'MISPLACED MARKERS: env 3 stream 1 step 10 (expected 0, found 2)' in out
-    assert 'MISPLACED MARKERS: env 7 stream 2 step 16 (expected 1, found 0)' in out
-    assert 'MISPLACED MARKERS: env 7 stream 2 step 17 (expected 0, found 1)' in out
+    assert 'MISPLACED MARKERS: task 3 stream 1 step 10 (expected 0, found 2)' in out
+    assert 'MISPLACED MARKERS: task 7 stream 2 step 16 (expected 1, found 0)' in out
+    assert 'MISPLACED MARKERS: task 7 stream 2 step 17 (expected 0, found 1)' in out
     assert '3 misplaced or missing markers in 2 envs' in out
     assert 'All markers on n_steps boundaries' not in out
     # the plot of that stream flags it too
     proc = visualize(tmp_path, workdir, '--env_idx', '3', '--stream', '1', '--max_steps', '24')
     assert proc.returncode == 0, proc.stderr
-    assert 'MISPLACED MARKERS: env 3 stream 1 step 10 (expected 0, found 2)' in proc.stdout
+    assert 'MISPLACED MARKERS: task 3 stream 1 step 10 (expected 0, found 2)' in proc.stdout
     assert (tmp_path / 'figs' / 'compression_env3_stream1.png').exists()
 
 

@@ -1,7 +1,7 @@
 """The environments AD learns on, behind one interface: Dark Room and Dark Key-to-Door.
 
 Each environment is a ``EnvSpec`` of plain functions (its dynamics shared by numpy and torch, tasks, oracle),
-chosen by the ``env`` config key. Tasks are numbered by env index (``EnvSpec.task_of``); ``task_indices``
+chosen by the ``env`` config key. Tasks are numbered by task index (``EnvSpec.task_of``); ``task_indices``
 picks the tasks a config collects (every task, or a sample of ``n_tasks``) and ``task_split`` splits them into
 training and held-out tasks with Python's ``random`` seeded by ``env_split_seed``, so with Dark Room's defaults
 the 8 held-out goals are (4,2) (5,6) (6,8) (7,2) (3,6) (0,5) (5,8) (5,4) (checked by tests/test_env.py).
@@ -26,8 +26,8 @@ class EnvSpec:
     gym_id: str
     task_dim: int                     # numbers per task: Dark Room (goal row, col); Key-to-Door key and door cells
     obs_sizes: Callable               # grid_size -> sizes of the observation's components, e.g. (9, 9) = (row, col)
-    n_all_tasks: Callable             # grid_size -> number of env indices
-    task_of: Callable                 # env indices (...,) , grid_size -> tasks (..., task_dim)
+    n_all_tasks: Callable             # grid_size -> number of task indices
+    task_of: Callable                 # task indices (...,) , grid_size -> tasks (..., task_dim)
     start_state: Callable             # grid_size -> the state every episode starts in
     step: Callable                    # (state, actions, tasks, MOVES, grid_size) -> (new state, reward); numpy or torch
     oracle_return: Callable           # (task, grid_size, horizon) -> return of the agent that knows the task
@@ -108,7 +108,7 @@ def env_spec(config: dict) -> EnvSpec:
 
 
 def task_indices(config: dict) -> list[int]:
-    """The env indices a config collects and trains on: every task (``n_tasks: 0``), or a sample of ``n_tasks``
+    """The task indices a config collects and trains on: every task (``n_tasks: 0``), or a sample of ``n_tasks``
     drawn with ``task_seed`` (ascending)."""
     total = env_spec(config).n_all_tasks(config['grid_size'])
     if config['n_tasks'] == 0 or config['n_tasks'] >= total:
@@ -117,7 +117,7 @@ def task_indices(config: dict) -> list[int]:
     return sorted(int(i) for i in rng.choice(total, config['n_tasks'], replace=False))
 
 
-def split_env_indices(indices: list[int], env_split_seed: int, train_env_ratio: float) -> tuple[list[int], list[int]]:
+def split_task_indices(indices: list[int], env_split_seed: int, train_env_ratio: float) -> tuple[list[int], list[int]]:
     """Shuffle ``indices`` with Python's ``random`` and cut: (training indices, held-out indices)."""
     order = list(indices)
     random.seed(env_split_seed)
@@ -127,9 +127,9 @@ def split_env_indices(indices: list[int], env_split_seed: int, train_env_ratio: 
 
 
 def task_split(config: dict) -> tuple[list[int], list[int]]:
-    """(training env indices, held-out env indices) of the config's tasks and split; both must be non-empty."""
+    """(training task indices, held-out task indices) of the config's tasks and split; both must be non-empty."""
     indices = task_indices(config)
-    train, test = split_env_indices(indices, config['env_split_seed'], config['train_env_ratio'])
+    train, test = split_task_indices(indices, config['env_split_seed'], config['train_env_ratio'])
     if not train or not test:
         noun = env_spec(config).noun
         raise UserError(f"train_env_ratio={config['train_env_ratio']} splits the {len(indices)} {noun} into "
@@ -138,15 +138,15 @@ def task_split(config: dict) -> tuple[list[int], list[int]]:
     return train, test
 
 
-def tasks_of(config: dict, env_indices) -> np.ndarray:
-    """Tasks (n, task_dim) int64 of the given env indices."""
-    return env_spec(config).task_of(np.asarray(env_indices, dtype=np.int64), config['grid_size'])
+def tasks_of(config: dict, indices) -> np.ndarray:
+    """Tasks (n, task_dim) int64 of the given task indices."""
+    return env_spec(config).task_of(np.asarray(indices, dtype=np.int64), config['grid_size'])
 
 
-def oracle_returns(config: dict, env_indices) -> list[int]:
+def oracle_returns(config: dict, indices) -> list[int]:
     spec = env_spec(config)
-    return [spec.oracle_return(t, config['grid_size'], config['horizon']) for t in tasks_of(config, env_indices)]
+    return [spec.oracle_return(t, config['grid_size'], config['horizon']) for t in tasks_of(config, indices)]
 
 
 __all__ = ['ACTION_NAMES', 'ENVS', 'MOVES', 'N_ACTIONS', 'EnvSpec', 'GridEnv', 'env_spec', 'oracle_returns',
-           'split_env_indices', 'start_position', 'task_indices', 'task_split', 'tasks_of']
+           'split_task_indices', 'start_position', 'task_indices', 'task_split', 'tasks_of']

@@ -6,7 +6,7 @@ clipped to the grid. Reward 1 on the step the agent first reaches the key, and 1
 door holding the key (on the same step when key and door share a cell): at most 2 per episode. Episodes are
 truncated after ``horizon`` steps (50) and never terminate early.
 
-A task is a (key, door) pair: env index ``i`` has key cell ``i // grid_size**2`` and door cell
+A task is a (key, door) pair: task index ``i`` has key cell ``i // grid_size**2`` and door cell
 ``i % grid_size**2`` (cells in row-major order), so there are grid_size**4 tasks (6561 on 9 x 9).
 
 What the learners see: the PPO source observes the whole state (row, col, stage): a memoryless policy must know

@@ -2,6 +2,7 @@
 region (bench.region_returns), and atomic PNG writing for every figure the project saves."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,7 @@ import numpy as np
 from compressed_ad.utils import atomic_path
 
 matplotlib.use('Agg')  # figures are written to files; no display is needed
+TITLE_WIDTH = 72  # characters of a title line: a longer title (a comparison of many modes) is wrapped, not clipped
 
 
 def std_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,7 +32,7 @@ def plot_in_context_curves(file: Path, bands: dict[str, tuple], oracle_mean: flo
     ax.axhline(oracle_mean, color='k', ls='--', label=f'oracle ({oracle_mean:.2f})')
     ax.set_xlabel('episode')
     ax.set_ylabel(f'return on held-out goals\n({band_meaning})')
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH))
     ax.legend(loc='best', fontsize=8, framealpha=0.8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -68,7 +70,7 @@ def plot_region_returns(file: Path, bands: dict[str, tuple], oracle_mean: float,
     draw_bands(top, bands, colors)
     top.axhline(oracle_mean, color='k', ls='--', label=f'oracle ({oracle_mean:.2f})')
     top.set_ylabel(f'mean episode return on held-out tasks\n({band_meaning})')
-    top.set_title(title)
+    top.set_title(textwrap.fill(title, TITLE_WIDTH))
     if differences:
         below = axes[1, 0]
         draw_bands(below, {f'{label} − {baseline}': band for label, band in differences.items()},

@@ -47,7 +47,7 @@ def test_visualize_plots_a_stream_with_its_key_and_door(tmp_path, workdir, keyto
     with h5py.File(keytodoor_dataset) as f:
         first = min(int(i) for i in f.keys())  # the default: the first task in the file
     key, door = divmod(first, 81)
-    assert f'env {first} key ({key // 9}, {key % 9}) door ({door // 9}, {door % 9}) stream 0' in proc.stdout
+    assert f'task {first} key ({key // 9}, {key % 9}) door ({door // 9}, {door % 9}) stream 0' in proc.stdout
     assert (tmp_path / 'figs' / f'compression_env{first}_stream0.png').stat().st_size > 20_000
 
 

@@ -36,29 +36,46 @@ class InContextRollout:
 
     def __init__(self, model: ADTransformer, config: dict, tasks: torch.Tensor, greedy: bool = False,
                  compress_trigger: str = 'fixed', use_cache: bool = True, seed: int = 0):
-        self.model, self.config = model.eval(), config
-        self.device = tasks.device
-        self.B = tasks.shape[0]
-        self.greedy, self.trigger, self.use_cache = greedy, compress_trigger, use_cache
+        self.model, self.config, self.greedy = model.eval(), config, greedy
+        device, B = tasks.device, tasks.shape[0]
         spec = env_spec(config)
         self.env = BatchedEnv(spec, tasks, config['grid_size'], config['horizon'])
         self.obs_sizes = spec.obs_sizes(config['grid_size'])
-        self.gen = torch.Generator(device=self.device)
+        self.gen = torch.Generator(device=device)
         self.gen.manual_seed(seed)
-        bf16 = config['bf16'] and self.device.type == 'cuda'
-        self.autocast = autocast(self.device, bf16)
+        bf16 = config['bf16'] and device.type == 'cuda'
         L = model.cfg.max_len
-        cache = KVCache(model.cfg, self.B, self.device, torch.bfloat16 if bf16 else torch.float32)
-        ctx = {f: torch.zeros(self.B, L, dtype=torch.float if f == 'prev_reward' else torch.long, device=self.device)
+        cache = KVCache(model.cfg, B, device, torch.bfloat16 if bf16 else torch.float32)
+        ctx = {f: torch.zeros(B, L, dtype=torch.float if f == 'prev_reward' else torch.long, device=device)
                for f in FIELDS}
-        self.shared = RolloutState(model=self.model, batch=self.B, device=self.device,
-                                   rows=torch.arange(self.B, device=self.device), ctx=ctx, cache=cache,
-                                   trigger=self.trigger, use_cache=self.use_cache, autocast=self.autocast)
+        self.shared = RolloutState(model=self.model, batch=B, device=device, rows=torch.arange(B, device=device),
+                                   ctx=ctx, cache=cache, trigger=compress_trigger, use_cache=use_cache,
+                                   autocast=autocast(device, bf16))
         self.state = self.env.reset()
         self.prev_action = torch.full((self.B,), no_action(config['num_actions']), device=self.device)
         self.prev_reward = torch.zeros(self.B, device=self.device)
         self.context = mode_of(config).rollout_context(self.shared, config)
         self.context.start()
+
+    @property
+    def B(self) -> int:
+        """Rows: rollouts stepped in lock-step (``RolloutState.batch``)."""
+        return self.shared.batch
+
+    @property
+    def device(self) -> torch.device:
+        """Where every tensor of the rollout lives (``RolloutState.device``)."""
+        return self.shared.device
+
+    @property
+    def use_cache(self) -> bool:
+        """Decode against the KV cache (True) or recompute the whole context every step (``RolloutState.use_cache``)."""
+        return self.shared.use_cache
+
+    @property
+    def autocast(self):
+        """The autocast context of the rollout's model calls (``RolloutState.autocast``)."""
+        return self.shared.autocast
 
     @property
     def t(self) -> int:
